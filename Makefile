@@ -1,0 +1,69 @@
+# pgchat. Targets:
+#   make run     venv + pinned deps, database, migrate, serve on http://$(HOST):$(PORT)
+#   make test    the whole suite (lint included); set-up as for run
+#   make lint    ruff check + ruff format --check     make fmt   apply ruff's fixes
+#   make bench   the fan-out benchmark (table + one JSON line)
+#   make psql    psql on the project's database       make db    start the database only
+#   make stop    stop the embedded PostgreSQL         make clean remove .venv and .pgchat
+# With DATABASE_URL set, that server is used and no embedded PostgreSQL starts.
+
+HOST ?= 127.0.0.1
+PORT ?= 8000
+WORKERS ?= 1
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+export DJANGO_SETTINGS_MODULE := config.settings
+
+.PHONY: run test lint fmt bench psql db migrate stop clean venv
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), \
+		"pgchat needs Python 3.11 (found %d.%d): set PYTHON=/path/to/python3.11" % sys.version_info[:2]'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $(STAMP)
+
+db: $(STAMP)
+ifndef DATABASE_URL
+	$(PY) -m chat.embedded_pg start
+endif
+
+migrate: db
+	$(PY) manage.py migrate --no-input
+
+run: migrate
+	@echo "pgchat: serving on http://$(HOST):$(PORT)/  ($(WORKERS) worker(s); Ctrl-C to stop)"
+	$(VENV)/bin/hypercorn config.asgi:application --bind $(HOST):$(PORT) --workers $(WORKERS) \
+		--access-logfile - --graceful-timeout 3
+
+test: lint db
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+fmt: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: migrate
+	$(PY) -m bench $(BENCH_ARGS)
+
+psql: db
+ifdef DATABASE_URL
+	$(PY) -c 'import os; from chat.embedded_pg import binaries_dir; p = str(binaries_dir() / "psql"); os.execv(p, [p, os.environ["DATABASE_URL"]])'
+else
+	$(PY) -m chat.embedded_pg psql
+endif
+
+stop: $(STAMP)
+	$(PY) -m chat.embedded_pg stop
+
+clean: stop
+	rm -rf $(VENV) .pgchat

@@ -1,0 +1,45 @@
+"""Validation of what people type: the same rules as the database's CHECK constraints, said
+as a clear message before the database has to refuse it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib.auth.forms import UserCreationForm
+from django.core.exceptions import ValidationError
+
+from .models import MESSAGE_MAX_LENGTH, Room
+
+
+def message_text(data: dict[str, Any]) -> str:
+    """The ``text`` field of a request, valid for chat_chatmessage; raises ValidationError."""
+    text = data.get("text")
+    if not isinstance(text, str):
+        raise ValidationError("text is required and must be a string", code="required")
+    if "\x00" in text:  # PostgreSQL text cannot hold NUL
+        raise ValidationError("text must not contain NUL characters", code="invalid")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a JSON "\ud800" escape
+        raise ValidationError("text must be valid Unicode", code="invalid") from None
+    if not text.strip():
+        raise ValidationError("text must not be empty", code="blank")
+    if len(text) > MESSAGE_MAX_LENGTH:
+        raise ValidationError(
+            f"text is {len(text)} characters; the limit is {MESSAGE_MAX_LENGTH}",
+            code="max_length",
+        )
+    return text
+
+
+class SignUpForm(UserCreationForm):  # type: ignore[type-arg]
+    """Django's own sign-up form: username and password twice, with the validators."""
+
+
+class RoomForm(forms.ModelForm):  # type: ignore[type-arg]
+    class Meta:
+        model = Room
+        fields = ["slug", "title", "is_private"]
+        labels = {"slug": "Address", "is_private": "Private (only members and staff)"}
+        help_texts = {"slug": "Letters, digits, - and _. The room is /rooms/<address>/."}

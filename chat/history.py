@@ -1,0 +1,211 @@
+"""The log: reading back from the tables what a client or the listener missed.
+
+Upstream:   the MessageChange log and ChatMessage rows written by the trigger (chat/models.py).
+Downstream: chat/views.py (page, JSON history, stream replay) and chat/listener.py (catch-up
+            after a reconnect, completing stub payloads).
+On failure: a query error ends that request or that listener connection; the database still
+            holds everything, so the client's next resume (or the listener's next reconnect)
+            reads it again.
+
+Every query here is one statement, so the cursor it returns and the rows it returns come
+from one snapshot: "history up to cursor N" means exactly that.
+
+Reads go through a small async pool (not the ORM) so an open stream never pins a database
+connection or a thread: thousands of streams share a handful of connections.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Iterable
+from typing import Any, NamedTuple, cast
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from .events import MESSAGE_FIELDS, ChatEvent, Op
+
+REPLAY_BATCH = 500  # changes per query when replaying; a long absence takes several queries
+POOL_MAX_SIZE = 8  # per process; replays are short single statements
+
+_pool: AsyncConnectionPool | None = None
+
+
+class Page(NamedTuple):
+    """Rows read in one snapshot, and the room's cursor in that same snapshot."""
+
+    cursor: int
+    rows: list[Any]
+    has_more: bool
+
+
+# -- connections -------------------------------------------------------------------------
+
+
+async def open_pool(conninfo: str) -> AsyncConnectionPool:
+    """Open this process's read pool (idempotent); call from the running event loop."""
+    global _pool
+    if _pool is None:
+        _pool = AsyncConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=POOL_MAX_SIZE,
+            kwargs={"autocommit": True, "application_name": "pgchat-reader"},
+            open=False,
+            name="pgchat-reader",
+        )
+        await _pool.open()
+    return _pool
+
+
+async def close_pool() -> None:
+    global _pool
+    pool, _pool = _pool, None
+    if pool is not None:
+        await pool.close()
+
+
+@contextlib.asynccontextmanager
+async def connection() -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """A pooled connection; the pool is opened on first use from settings."""
+    if _pool is None:
+        from django.conf import settings  # lazily: tests and the CLI may open their own
+
+        await open_pool(settings.DATABASE_URL)
+    assert _pool is not None
+    async with _pool.connection() as conn:
+        yield conn
+
+
+# -- queries -----------------------------------------------------------------------------
+
+_CHANGES_AFTER = """
+    SELECT cur.cursor, c.seq, c.op, c.message_id, chat_message_json(m)::text,
+           chat_iso(c.created_at)
+    FROM (SELECT coalesce(max(seq), 0) AS cursor
+          FROM chat_messagechange WHERE room_id = %(room)s) AS cur
+    LEFT JOIN LATERAL (
+        SELECT * FROM chat_messagechange
+        WHERE room_id = %(room)s AND seq > %(after)s
+        ORDER BY seq LIMIT %(limit)s
+    ) AS c ON true
+    LEFT JOIN chat_chatmessage m ON m.id = c.message_id
+    ORDER BY c.seq
+"""
+
+_CHANGES_AFTER_EACH = """
+    SELECT c.room_id, c.seq, c.op, c.message_id, chat_message_json(m)::text,
+           chat_iso(c.created_at)
+    FROM unnest(%s::text[], %s::bigint[]) AS want(room, after)
+    JOIN chat_messagechange c ON c.room_id = want.room AND c.seq > want.after
+    LEFT JOIN chat_chatmessage m ON m.id = c.message_id
+    ORDER BY c.room_id, c.seq
+"""
+
+_RECENT_MESSAGES = """
+    SELECT cur.cursor, recent.message
+    FROM (SELECT coalesce(max(seq), 0) AS cursor
+          FROM chat_messagechange WHERE room_id = %(room)s) AS cur
+    LEFT JOIN LATERAL (
+        SELECT m.id, chat_message_json(m)::text AS message FROM chat_chatmessage m
+        WHERE m.room_id = %(room)s AND (%(before)s::bigint IS NULL OR m.id < %(before)s)
+        ORDER BY m.id DESC LIMIT %(limit)s
+    ) AS recent ON true
+    ORDER BY recent.id
+"""
+
+_ONE_MESSAGE = "SELECT chat_message_json(m)::text FROM chat_chatmessage m WHERE m.id = %s"
+
+
+async def changes_after(
+    conn: psycopg.AsyncConnection[Any], room: str, after: int, limit: int = REPLAY_BATCH
+) -> Page:
+    """The room's cursor and up to ``limit`` changes with a cursor above ``after``, in order."""
+    cur = await conn.execute(_CHANGES_AFTER, {"room": room, "after": after, "limit": limit})
+    rows = await cur.fetchall()
+    cursor = int(rows[0][0]) if rows else 0
+    events = [
+        event
+        for _, seq, op, message_id, message, changed_at in rows
+        if seq is not None
+        and (event := _event(room, seq, op, message_id, message, changed_at)) is not None
+    ]
+    has_more = sum(1 for row in rows if row[1] is not None) >= limit
+    return Page(cursor, events, has_more)
+
+
+async def replay(
+    conn: psycopg.AsyncConnection[Any], room: str, after: int
+) -> AsyncIterator[list[ChatEvent]]:
+    """Every change after ``after``, in batches, until the log is exhausted."""
+    while True:
+        page = await changes_after(conn, room, after)
+        if page.rows:
+            yield page.rows
+            after = page.rows[-1].seq
+        if not page.has_more:
+            return
+
+
+async def changes_after_each(
+    conn: psycopg.AsyncConnection[Any], positions: dict[str, int]
+) -> list[ChatEvent]:
+    """For the listener's catch-up: changes after a position in each room, one query."""
+    if not positions:
+        return []
+    rooms, afters = zip(*positions.items(), strict=True)
+    cur = await conn.execute(_CHANGES_AFTER_EACH, (list(rooms), list(afters)))
+    return [
+        event
+        for room, seq, op, message_id, message, changed_at in await cur.fetchall()
+        if (event := _event(room, seq, op, message_id, message, changed_at)) is not None
+    ]
+
+
+async def recent_messages(
+    conn: psycopg.AsyncConnection[Any], room: str, *, before: int | None, limit: int
+) -> Page:
+    """The latest ``limit`` messages (below id ``before``), oldest first, and the cursor."""
+    cur = await conn.execute(_RECENT_MESSAGES, {"room": room, "before": before, "limit": limit + 1})
+    rows = await cur.fetchall()
+    cursor = int(rows[0][0]) if rows else 0
+    messages = [json.loads(message) for _, message in rows if message is not None]
+    has_more = len(messages) > limit
+    return Page(cursor, messages[1:] if has_more else messages, has_more)
+
+
+async def fetch_message(
+    conn: psycopg.AsyncConnection[Any], message_id: int
+) -> dict[str, Any] | None:
+    """One message as the browser sees it (to complete a stub payload); None if gone."""
+    cur = await conn.execute(_ONE_MESSAGE, (message_id,))
+    row = await cur.fetchone()
+    return cast(dict[str, Any], json.loads(row[0])) if row else None
+
+
+def _event(
+    room: str, seq: int, op: str, message_id: int, message: str | None, changed_at: str
+) -> ChatEvent | None:
+    """A log row as an event; None for a create or edit of a message hard-deleted since."""
+    if message is not None:
+        shown = json.loads(message)
+    elif op == "deleted":
+        shown = tombstone(room, message_id, changed_at)
+    else:
+        return None  # its hard delete comes later in the log
+    return ChatEvent(room=room, seq=seq, op=cast(Op, op), message_id=message_id, message=shown)
+
+
+def tombstone(room: str, message_id: int, deleted_at: str) -> dict[str, Any]:
+    """What is left to say of a hard-deleted message: which one, and when."""
+    return {field: None for field in MESSAGE_FIELDS} | {
+        "id": message_id,
+        "room": room,
+        "text": "",
+        "deleted_at": deleted_at,
+    }
+
+
+def latest_seq(events: Iterable[ChatEvent], default: int) -> int:
+    return max((event.seq for event in events), default=default)

@@ -1,0 +1,310 @@
+"""Hops 2-3: one LISTEN connection per process, fanned out to per-stream bounded buffers.
+
+Upstream:   trigger ``chat_message_notify`` on ChatMessage (chat/models.py), via NOTIFY.
+Downstream: chat/views.py ``room_events``; one Subscription per open EventSource.
+On failure: NOTIFYs sent while the connection is down are gone, so on every (re)connect the
+            listener LISTENs first and then reads, in one query, what each room's
+            subscribers have not been given yet (chat/history.py), and publishes it. Streams
+            stay open across a reconnect and lose nothing.
+
+Ordering: PostgreSQL delivers notifications in commit order and the trigger numbers a room's
+changes in commit order, so each room's events reach a Subscription with rising ``seq``. A
+Subscription remembers the highest ``seq`` it was given and ignores anything at or below it,
+which makes the seams (catch-up vs. live, replay vs. live) free of duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import functools
+import logging
+import random
+import time
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from . import history, sse
+from .events import CHANNEL, ChatEvent, InvalidPayload
+from .sse import Frame
+
+logger = logging.getLogger("pgchat.listener")
+
+
+class Backoff:
+    """Delay before the next reconnect: exponential, capped, jittered."""
+
+    INITIAL, FACTOR, CAP = 0.5, 2.0, 30.0  # seconds; tests shrink these with monkeypatch
+    JITTER = 0.1  # +/-10%, so N hypercorn workers don't reconnect in lockstep
+
+    def __init__(self) -> None:
+        self._delay = 0.0
+
+    def next_delay(self) -> float:
+        self._delay = min(self.CAP, self._delay * self.FACTOR or self.INITIAL)
+        return self._delay * random.uniform(1 - self.JITTER, 1 + self.JITTER)
+
+
+class Subscription:
+    """One open stream's bounded buffer of frames, filled by the listener, drained by a view.
+
+    Not an asyncio.Queue: the view takes everything buffered in one call and writes it in one
+    chunk, and the hot path (``offer``) is a comparison and an append.
+    """
+
+    __slots__ = ("_closed", "_frames", "_limit", "_waiter", "room", "seq")
+
+    def __init__(self, room: str, seq: int, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"subscriber buffer limit must be at least 1, got {limit}")
+        self.room = room
+        self.seq = seq  # the highest cursor this stream has been given (buffered or replayed)
+        self._frames: collections.deque[Frame] = collections.deque()
+        self._limit = limit
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def offer(self, frame: Frame) -> bool:
+        """Buffer a frame unless already given; False when the buffer is full."""
+        if frame.seq <= self.seq or self._closed:
+            return True
+        if len(self._frames) >= self._limit:
+            return False
+        self._frames.append(frame)
+        self.seq = frame.seq
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        return True
+
+    def advance(self, seq: int) -> None:
+        """Note that the stream replayed up to ``seq`` from the table itself."""
+        self.seq = max(self.seq, seq)
+
+    async def next_frames(self) -> list[Frame] | None:
+        """Everything buffered, waiting for at least one frame; None once closed."""
+        while not self._frames:
+            if self._closed:
+                return None
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        frames = list(self._frames)
+        self._frames.clear()
+        return frames
+
+    def close(self) -> None:
+        """Drop what is buffered and wake the view, which ends the stream."""
+        self._closed = True
+        self._frames.clear()
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+
+class Listener:
+    """The process's single LISTEN connection and its room -> subscribers fan-out."""
+
+    PING_SECONDS = 10.0  # a silent connection is probed this often, to notice a dead peer
+    POLL_SECONDS = 1.0  # how often the notifies wait wakes up to notice stop()
+
+    def __init__(self, conninfo: str, *, queue_size: int = 256) -> None:
+        if queue_size < 1:
+            raise ValueError(f"queue_size must be at least 1, got {queue_size}")
+        self.conninfo, self.queue_size = conninfo, queue_size
+        self.connected = False  # LISTENing and caught up; /healthz reports it
+        self.connected_since: float | None = None
+        self.last_event_at: float | None = None  # monotonic time of the last notification
+        self.stats: collections.Counter[str] = collections.Counter()
+        self._rooms: dict[str, set[Subscription]] = {}  # room slug -> its open streams
+        self._published: dict[str, int] = {}  # room slug -> highest seq published
+        # Made in start(), not here: asyncio objects must belong to the running loop.
+        self._task: asyncio.Task[None] | None = None
+        self._stopping: asyncio.Event | None = None
+        self._ready: asyncio.Event | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._task is None:  # idempotent, like AsyncConnectionPool.open()
+            self._stopping = asyncio.Event()
+            self._ready = asyncio.Event()
+            self._task = asyncio.create_task(self._run(self._stopping), name="pgchat-listener")
+
+    async def wait_connected(self, timeout: float) -> bool:
+        """True once the first LISTEN is up (used at start-up, so /healthz is honest)."""
+        if self._ready is None:
+            return False
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._ready.wait()
+        return self._ready.is_set()
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        task, self._task = self._task, None
+        if task is None or self._stopping is None:
+            return
+        self._stopping.set()
+        try:
+            await asyncio.wait_for(task, timeout)  # cancels the task on timeout
+        except TimeoutError:
+            logger.warning("listener did not stop within %s s; cancelled", timeout)
+        for subs in self._rooms.values():
+            for sub in subs:
+                sub.close()  # each view ends its stream; browsers reconnect elsewhere
+        self._rooms.clear()
+        self._published.clear()
+        logger.info("listener stopped")
+
+    # -- subscribers -----------------------------------------------------------------------
+
+    def subscribe(self, room: str, seq: int) -> Subscription:
+        """A buffer for a new stream that has been given everything up to ``seq``."""
+        sub = Subscription(room, seq, self.queue_size)
+        self._rooms.setdefault(room, set()).add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        sub.close()
+        subs = self._rooms.get(sub.room)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._rooms[sub.room]
+                self._published.pop(sub.room, None)
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(subs) for subs in self._rooms.values())
+
+    def subscribers_by_room(self) -> dict[str, int]:
+        return {room: len(subs) for room, subs in self._rooms.items()}
+
+    # -- the connection --------------------------------------------------------------------
+
+    async def _run(self, stopping: asyncio.Event) -> None:
+        backoff = Backoff()
+        while not stopping.is_set():
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self.conninfo,
+                    autocommit=True,  # idle in no transaction: a listener in one gets nothing
+                    application_name="pgchat-listener",
+                    # A cut network sends no RST: let TCP notice (no effect on Unix sockets).
+                    keepalives=1,
+                    keepalives_idle=10,
+                    keepalives_interval=5,
+                    keepalives_count=3,
+                ) as conn:
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
+                    # LISTEN is live before we look back, so nothing falls between the two.
+                    await self._catch_up(conn)
+                    backoff = Backoff()
+                    self._set_connected(True)
+                    await self._relay(conn, stopping)
+            except Exception as exc:  # survive, like psycopg_pool's worker(); CancelledError
+                self._set_connected(False)  # is not an Exception, so stop() still works
+                if stopping.is_set():
+                    break
+                delay = backoff.next_delay()
+                bug = not isinstance(exc, psycopg.OperationalError)  # bugs get a traceback
+                self.stats["reconnects"] += 1
+                logger.warning(
+                    "listener down: %r; reconnecting in %.2f s", exc, delay, exc_info=bug
+                )
+                with contextlib.suppress(TimeoutError):  # wake early if stop() is called
+                    await asyncio.wait_for(stopping.wait(), delay)
+        self._set_connected(False)
+
+    def _set_connected(self, connected: bool) -> None:
+        if connected == self.connected:
+            return
+        self.connected = connected
+        if connected:
+            self.connected_since = time.monotonic()
+            assert self._ready is not None
+            self._ready.set()
+            logger.info("listener connected: LISTEN %s, caught up", CHANNEL)
+        else:
+            self.connected_since = None
+            logger.warning("listener disconnected")
+
+    async def _catch_up(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Publish what each room's subscribers missed while there was no LISTEN."""
+        positions = {
+            room: min(sub.seq for sub in subs) for room, subs in self._rooms.items() if subs
+        }
+        events = await history.changes_after_each(conn, positions)
+        for event in events:
+            self._publish(event)
+        if events:
+            logger.info("caught up %d events in %d rooms", len(events), len(positions))
+
+    async def _relay(self, conn: psycopg.AsyncConnection[Any], stopping: asyncio.Event) -> None:
+        """Publish notifications as they come, until stop() or a connection error."""
+        last_heard = time.monotonic()
+        while not stopping.is_set():
+            stub: ChatEvent | None = None
+            # notifies() holds the connection's lock while it runs, so it must be closed
+            # (aclosing) before this connection can run a query; notifications arriving
+            # meanwhile are kept by psycopg (>= 3.2.4) and come first next time.
+            async with contextlib.aclosing(conn.notifies(timeout=self.POLL_SECONDS)) as gen:
+                async for notify in gen:
+                    last_heard = self.last_event_at = time.monotonic()
+                    event = self._parse(notify.payload)
+                    if event is None:
+                        continue
+                    if event.is_stub:
+                        stub = event
+                        break
+                    self._publish(event)
+            if stub is not None:
+                # Read once for every subscriber. Gone already: its delete event follows.
+                message = await history.fetch_message(conn, stub.message_id)
+                if message is not None:
+                    self._publish(stub.completed(message))
+            elif time.monotonic() - last_heard > self.PING_SECONDS:
+                async with asyncio.timeout(self.PING_SECONDS):  # a hung peer raises here
+                    await conn.execute("SELECT 1")
+                last_heard = time.monotonic()
+
+    def _parse(self, payload: str) -> ChatEvent | None:
+        try:
+            return ChatEvent.from_payload(payload)
+        except InvalidPayload as exc:
+            self.stats["invalid_payloads"] += 1
+            logger.warning("ignored a notification on %r: %s", CHANNEL, exc)
+            return None
+
+    def _publish(self, event: ChatEvent) -> None:
+        """Frame once; offer the same bytes to every subscriber of the room."""
+        self.stats["events"] += 1
+        subs = self._rooms.get(event.room)
+        if not subs or event.seq <= self._published.get(event.room, 0):
+            return
+        self._published[event.room] = event.seq
+        frame = sse.encode(event)
+        for sub in list(subs):
+            if not sub.offer(frame):  # full: a stuck client must not stall the only listener
+                self.unsubscribe(sub)  # it reconnects with Last-Event-ID and replays
+                self.stats["slow_drops"] += 1
+                logger.warning("dropped a slow subscriber of %r (buffer full)", event.room)
+        self.stats["frames"] += len(subs)
+
+
+@functools.cache
+def get_listener() -> Listener:
+    """This process's listener, configured from settings on first use."""
+    from django.conf import settings
+
+    return Listener(
+        settings.CHAT_LISTEN_DATABASE_URL, queue_size=settings.CHAT_SUBSCRIBER_QUEUE_SIZE
+    )

@@ -1,0 +1,163 @@
+"""Hop 1: the tables and the triggers that turn every write into an event.
+
+Upstream:   any writer: the web UI, the Django admin, psql, a batch job.
+Downstream: ``pg_notify('chat', ...)`` read by chat/listener.py; the MessageChange log read
+            by chat/history.py.
+On failure: a trigger error aborts the writer's statement, so the trigger only calls small
+            SQL functions (migration 0002) that cannot fail on valid rows; oversize payloads
+            become stubs instead of raising "payload string too long".
+
+Every change of a message appends a MessageChange row numbered per room (``seq``), under a
+per-room advisory lock held until COMMIT: a room's writers commit in ``seq`` order, so a
+client that has seen ``seq`` N is never later owed a change numbered N or less. That number
+is the SSE ``id:`` and the resume cursor.
+"""
+
+from __future__ import annotations
+
+import pgtrigger
+from django.conf import settings
+from django.db import models
+from django.db.models.functions import Length, Now
+from django.db.models.lookups import LessThanOrEqual
+
+MESSAGE_MAX_LENGTH = 4000  # characters; the UI, the API and a CHECK constraint agree
+ROOM_SLUG_MAX_LENGTH = 50
+
+
+class Room(models.Model):
+    """A chat room, addressed by its slug (``INSERT ... VALUES ('lobby', ...)`` works)."""
+
+    slug = models.SlugField(primary_key=True, max_length=ROOM_SLUG_MAX_LENGTH)
+    title = models.CharField(max_length=100, blank=True, default="", db_default="")
+    is_private = models.BooleanField(
+        default=False, db_default=False, help_text="Only members and staff can see it."
+    )
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="chat_rooms"
+    )
+    created_at = models.DateTimeField(db_default=Now(), editable=False)
+
+    class Meta:
+        ordering = ["slug"]
+        triggers = [
+            pgtrigger.Trigger(
+                # The log has no foreign key (a hard-deleted message keeps its entries), so
+                # the room's entries go with the room; a new room of that slug starts at 1.
+                name="chat_room_drop_log",
+                when=pgtrigger.After,
+                operation=pgtrigger.Delete,
+                func="DELETE FROM chat_messagechange WHERE room_id = OLD.slug; RETURN NULL;",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.title or self.slug
+
+    @property
+    def display_name(self) -> str:
+        return self.title or f"#{self.slug}"
+
+
+class ChatMessage(models.Model):
+    """A message. Every column but room, author and text has a database default."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="messages")
+    author = models.CharField(max_length=150)  # not `user`: a reserved word in SQL
+    # The account that posted it, which may edit it; rows written from psql have none.
+    sender = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    text = models.TextField()  # non-blank and length are CHECK constraints: psql obeys too
+    created_at = models.DateTimeField(db_default=Now(), editable=False)
+    edited_at = models.DateTimeField(null=True, blank=True, editable=False)  # set by trigger
+    deleted_at = models.DateTimeField(null=True, blank=True)  # soft delete
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["room", "-id"], name="chat_message_room_recent")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(text__regex=r"\S"), name="chat_message_text_not_blank"
+            ),
+            models.CheckConstraint(
+                condition=LessThanOrEqual(Length("text"), MESSAGE_MAX_LENGTH),
+                name="chat_message_text_max_4000",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(author__regex=r"\S"), name="chat_message_author_not_blank"
+            ),
+        ]
+        triggers = [
+            pgtrigger.Trigger(
+                # Moving a message between rooms would need an event in each room's log.
+                name="chat_message_fixed_fields",
+                when=pgtrigger.Before,
+                operation=pgtrigger.Update,
+                condition=pgtrigger.AnyChange("id", "room", "created_at"),
+                func="""RAISE EXCEPTION 'a chat message''s id, room_id and created_at cannot change'
+                        USING ERRCODE = 'check_violation'; RETURN NULL;""",
+            ),
+            pgtrigger.Trigger(
+                # In the database, so an UPDATE typed into psql shows as "edited" too.
+                name="chat_message_stamp_edit",
+                when=pgtrigger.Before,
+                operation=pgtrigger.Update,
+                condition=pgtrigger.Q(old__text__df=pgtrigger.F("new__text")),
+                func="NEW.edited_at := now(); RETURN NEW;",
+            ),
+            pgtrigger.Trigger(
+                name="chat_message_notify",
+                when=pgtrigger.After,  # the row exists; NOTIFY is held until COMMIT
+                operation=pgtrigger.Insert | pgtrigger.Update | pgtrigger.Delete,
+                declare=[("m", "chat_chatmessage"), ("op", "text"), ("seq", "bigint")],
+                func="""
+                    IF TG_OP = 'DELETE' THEN  -- hard: announced like a soft delete, text hidden
+                        m := OLD; m.deleted_at := coalesce(OLD.deleted_at, now()); op := 'deleted';
+                    ELSIF TG_OP = 'INSERT' THEN m := NEW; op := 'created';
+                    ELSIF OLD IS NOT DISTINCT FROM NEW THEN RETURN NULL;  -- a no-op UPDATE
+                    ELSIF NEW.deleted_at IS NOT NULL THEN m := NEW; op := 'deleted';
+                    ELSE m := NEW; op := 'updated';
+                    END IF;
+                    seq := chat_record_change(m.room_id, m.id, op);
+                    PERFORM pg_notify('chat', chat_event_payload(op, seq, m));
+                    RETURN NULL;
+                """,
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.author}: {self.text[:50]}"
+
+
+class MessageChange(models.Model):
+    """The log: one row per change of a message, numbered per room in commit order.
+
+    Written only by the trigger (``chat_record_change``); read to replay what a client or
+    the listener missed. No foreign keys: the log of a hard-deleted message must survive.
+    """
+
+    class Op(models.TextChoices):
+        CREATED = "created"
+        UPDATED = "updated"
+        DELETED = "deleted"
+
+    room = models.ForeignKey(
+        Room, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    seq = models.BigIntegerField()
+    message_id = models.BigIntegerField()
+    op = models.CharField(max_length=7, choices=Op.choices)
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["room", "seq"], name="chat_change_room_seq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.room_id}#{self.seq} {self.op} message {self.message_id}"

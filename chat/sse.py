@@ -1,0 +1,51 @@
+"""Hop 4, wire format: Server-Sent Events frames as bytes. No Django imports.
+
+Upstream:   chat/listener.py (live events) and chat/history.py (replayed events).
+Downstream: chat/views.py writes these bytes to every subscriber of the room.
+On failure: nothing to lose; framing is pure.
+
+Each event is framed once and the same ``bytes`` go to every subscriber. ``json.dumps``
+escapes newlines, so a message text can never end a frame early or inject a field.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import NamedTuple
+
+from .events import ChatEvent
+
+RECONNECT_MILLISECONDS = 2000
+RETRY = f"retry: {RECONNECT_MILLISECONDS}\n\n".encode()
+KEEPALIVE = b": keepalive\n\n"
+MAX_CURSOR = 2**63 - 1  # a bigint
+
+
+class Frame(NamedTuple):
+    """An encoded event and its cursor, so a subscriber can drop what it already sent."""
+
+    seq: int
+    data: bytes
+
+
+class InvalidCursor(ValueError):
+    """A Last-Event-ID that is not a cursor this server hands out."""
+
+
+def encode(event: ChatEvent) -> Frame:
+    """The SSE frame of one event: ``id``, ``event`` and a one-line JSON ``data``."""
+    data = json.dumps(event.message, ensure_ascii=False, separators=(",", ":"))
+    return Frame(event.seq, f"id: {event.seq}\nevent: {event.name}\ndata: {data}\n\n".encode())
+
+
+def parse_cursor(value: str | None) -> int | None:
+    """A Last-Event-ID value as a cursor: None when absent, else a non-negative integer."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text.isascii() or not text.isdigit():
+        raise InvalidCursor(f"Last-Event-ID must be a non-negative integer, got {value[:40]!r}")
+    cursor = int(text)
+    if cursor > MAX_CURSOR:
+        raise InvalidCursor(f"Last-Event-ID {text[:40]} is out of range")
+    return cursor

@@ -1,0 +1,331 @@
+// Hop 5: the browser end of the data path.
+//
+// Upstream:   GET /rooms/<slug>/events (chat/views.py), an SSE stream of message.created,
+//             message.updated and message.deleted, each with `id: <cursor>`.
+// Downstream: the message list on the page.
+// On failure: EventSource reconnects by itself and sends Last-Event-ID, so the server replays
+//             what we missed. When it gives up (a 4xx, say), we open a new stream from our
+//             own cursor with ?last_event_id=, after a backoff. Nothing is lost either way.
+//
+// The page was rendered with history up to `boot.cursor`; the first stream starts exactly
+// there. Every event is applied as an upsert keyed by message id, so a duplicate or an
+// event for a message we already have is harmless. Text is only ever set as textContent.
+"use strict";
+
+(() => {
+  // The fields of a message (chat/events.py MESSAGE_FIELDS; tests pin the two together).
+  const MESSAGE_FIELDS = ["id", "room", "author", "sender_id", "text", "created_at", "edited_at", "deleted_at"];
+  const EVENTS = ["message.created", "message.updated", "message.deleted"];
+  const RETRY_MIN_MS = 1000;
+  const RETRY_MAX_MS = 30000;
+
+  const boot = JSON.parse(document.getElementById("chat-boot").textContent);
+  const list = document.getElementById("messages");
+  const scroller = document.getElementById("scroller");
+  const connection = document.getElementById("connection");
+  const olderButton = document.getElementById("load-older");
+  const sendForm = document.getElementById("send");
+
+  const items = new Map(); // message id -> <li>
+  let cursor = boot.cursor; // the last change applied; the stream resumes after it
+  let hasOlder = boot.has_more;
+  let source = null;
+  let retryMs = RETRY_MIN_MS;
+  let retryTimer = null;
+
+  // -- talking to the server ------------------------------------------------------------
+
+  function csrfToken() {
+    const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+    return match ? decodeURIComponent(match[1]) : "";
+  }
+
+  async function api(method, url, body) {
+    const options = {
+      method,
+      headers: { Accept: "application/json", "X-CSRFToken": csrfToken() },
+      credentials: "same-origin",
+    };
+    if (body !== undefined) {
+      options.headers["Content-Type"] = "application/json";
+      options.body = JSON.stringify(body);
+    }
+    let response;
+    try {
+      response = await fetch(url, options);
+    } catch (err) {
+      return { ok: false, status: 0, data: { error: "network error: the server did not answer" } };
+    }
+    let data = null;
+    try {
+      data = await response.json();
+    } catch (err) {
+      data = { error: `HTTP ${response.status}` };
+    }
+    return { ok: response.ok, status: response.status, data };
+  }
+
+  // -- rendering ------------------------------------------------------------------------
+
+  function canChange(message) {
+    const user = boot.user;
+    return Boolean(user) && !message.deleted_at && (user.is_staff || message.sender_id === user.id);
+  }
+
+  function formatTime(iso) {
+    const when = new Date(iso);
+    const sameDay = when.toDateString() === new Date().toDateString();
+    const time = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    return sameDay ? time : `${when.toLocaleDateString()} ${time}`;
+  }
+
+  function element(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function render(message) {
+    const item = element("li", "message");
+    item.dataset.id = String(message.id);
+    item.message = message;
+    if (boot.user && message.sender_id === boot.user.id) item.classList.add("own");
+    if (message.deleted_at) item.classList.add("deleted");
+
+    const meta = element("div", "meta");
+    meta.append(element("span", "author", message.author || "—"));
+    if (message.created_at) {
+      const time = element("time", "time", formatTime(message.created_at));
+      time.dateTime = message.created_at;
+      time.title = new Date(message.created_at).toLocaleString();
+      meta.append(time);
+    }
+    if (message.edited_at && !message.deleted_at) {
+      const edited = element("span", "edited", "edited");
+      edited.title = `edited ${new Date(message.edited_at).toLocaleString()}`;
+      meta.append(edited);
+    }
+    item.append(meta);
+    item.append(element("p", "text", message.deleted_at ? "message deleted" : message.text));
+
+    if (canChange(message)) {
+      const actions = element("div", "actions");
+      const edit = element("button", "edit", "Edit");
+      edit.type = "button";
+      edit.addEventListener("click", () => startEdit(item));
+      const remove = element("button", "delete", "Delete");
+      remove.type = "button";
+      remove.addEventListener("click", () => confirmDelete(item, remove));
+      actions.append(edit, remove);
+      item.append(actions);
+    }
+    return item;
+  }
+
+  function nearBottom() {
+    return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
+  }
+
+  // Insert or replace by id, keeping the list in id order (the order a reload shows).
+  function upsert(message) {
+    const existing = items.get(message.id);
+    if (existing && existing.classList.contains("editing") && !message.deleted_at) {
+      existing.message = message; // don't yank the editor away; Save sends its own text
+      return;
+    }
+    const stick = nearBottom();
+    const item = render(message);
+    if (existing) {
+      existing.replaceWith(item);
+    } else {
+      let after = null;
+      for (const node of Array.from(list.children).reverse()) {
+        if (Number(node.dataset.id) < message.id) {
+          after = node;
+          break;
+        }
+      }
+      if (after) after.after(item);
+      else list.prepend(item);
+    }
+    items.set(message.id, item);
+    if (stick && !existing) scroller.scrollTop = scroller.scrollHeight;
+  }
+
+  // -- editing and deleting -------------------------------------------------------------
+
+  function startEdit(item) {
+    const message = item.message;
+    item.classList.add("editing");
+    const form = element("form", "edit-form");
+    const box = element("textarea");
+    box.value = message.text;
+    box.maxLength = 4000;
+    box.setAttribute("aria-label", "Edit message");
+    const save = element("button", "save", "Save");
+    save.type = "submit";
+    const cancel = element("button", "cancel", "Cancel");
+    cancel.type = "button";
+    const problem = element("p", "error");
+    problem.setAttribute("role", "alert");
+    problem.hidden = true;
+    form.append(box, save, cancel, problem);
+    item.querySelector(".text").replaceWith(form);
+    item.querySelector(".actions")?.remove();
+
+    const finish = () => {
+      item.classList.remove("editing");
+      upsert(item.message);
+      items.get(message.id)?.querySelector(".edit")?.focus();
+    };
+    cancel.addEventListener("click", finish);
+    box.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") finish();
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        form.requestSubmit();
+      }
+    });
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const result = await api("PATCH", `${boot.urls.messages}/${message.id}`, { text: box.value });
+      if (result.ok) {
+        item.message = result.data;
+        finish();
+      } else {
+        problem.textContent = result.data.error;
+        problem.hidden = false;
+      }
+    });
+    box.focus();
+  }
+
+  function confirmDelete(item, button) {
+    if (button.dataset.armed !== "yes") {
+      button.dataset.armed = "yes"; // a second press deletes: no modal dialog needed
+      button.textContent = "Really delete?";
+      setTimeout(() => {
+        button.dataset.armed = "";
+        button.textContent = "Delete";
+      }, 5000);
+      return;
+    }
+    api("DELETE", `${boot.urls.messages}/${item.message.id}`).then((result) => {
+      if (result.ok) upsert(result.data);
+      else button.textContent = result.data.error;
+    });
+  }
+
+  // -- older history --------------------------------------------------------------------
+
+  let loadingOlder = false;
+  async function loadOlder() {
+    if (!hasOlder || loadingOlder) return;
+    loadingOlder = true;
+    const oldest = Math.min(...items.keys());
+    const result = await api("GET", `${boot.urls.messages}?before=${oldest}&limit=50`);
+    loadingOlder = false;
+    if (!result.ok) return;
+    const height = scroller.scrollHeight;
+    for (const message of result.data.messages) upsert(message);
+    scroller.scrollTop += scroller.scrollHeight - height; // keep the view where it was
+    hasOlder = result.data.has_more;
+    olderButton.hidden = !hasOlder;
+  }
+
+  // -- the live stream ------------------------------------------------------------------
+
+  function setConnection(state, text) {
+    connection.dataset.state = state;
+    connection.textContent = text || state;
+  }
+
+  function onEvent(event) {
+    const seq = Number(event.lastEventId);
+    if (!(seq > cursor)) return; // already applied
+    cursor = seq;
+    upsert(JSON.parse(event.data));
+  }
+
+  function connect() {
+    clearTimeout(retryTimer);
+    const url = new URL(boot.urls.events, window.location.href);
+    url.searchParams.set("last_event_id", String(cursor));
+    source = new EventSource(url);
+    source.addEventListener("open", () => {
+      retryMs = RETRY_MIN_MS;
+      setConnection("connected");
+    });
+    for (const name of EVENTS) source.addEventListener(name, onEvent);
+    source.addEventListener("error", () => {
+      if (source.readyState === EventSource.CONNECTING) {
+        setConnection(navigator.onLine ? "reconnecting" : "offline", navigator.onLine ? "reconnecting…" : "offline");
+        return;
+      }
+      source.close(); // the browser gave up (e.g. an HTTP error): find out why, then retry
+      setConnection(navigator.onLine ? "reconnecting" : "offline", navigator.onLine ? "reconnecting…" : "offline");
+      retryTimer = setTimeout(recover, retryMs);
+      retryMs = Math.min(RETRY_MAX_MS, retryMs * 2);
+    });
+  }
+
+  async function recover() {
+    const probe = await api("GET", `${boot.urls.messages}?after=${cursor}&limit=1`);
+    if (probe.status === 400) {
+      window.location.reload(); // our cursor is no longer valid here (the room was reset)
+    } else if (probe.status === 403 || probe.status === 404) {
+      setConnection("offline", `offline: ${probe.data.error}`);
+    } else {
+      connect();
+    }
+  }
+
+  window.addEventListener("online", () => {
+    if (!source || source.readyState === EventSource.CLOSED) connect();
+  });
+  window.addEventListener("offline", () => setConnection("offline"));
+
+  // -- sending --------------------------------------------------------------------------
+
+  if (sendForm) {
+    const box = sendForm.querySelector("textarea");
+    const problem = document.getElementById("send-error");
+    const button = sendForm.querySelector("button");
+    box.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        sendForm.requestSubmit();
+      }
+    });
+    sendForm.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      if (!box.value.trim()) return;
+      button.disabled = true;
+      const result = await api("POST", boot.urls.messages, { text: box.value });
+      button.disabled = false;
+      if (result.ok) {
+        box.value = "";
+        problem.hidden = true;
+        upsert(result.data); // the stream brings it too; the upsert makes that harmless
+        scroller.scrollTop = scroller.scrollHeight;
+      } else {
+        problem.textContent = result.data.error; // the text stays in the box
+        problem.hidden = false;
+      }
+      box.focus();
+    });
+  }
+
+  // -- start ----------------------------------------------------------------------------
+
+  for (const message of boot.messages) upsert(message);
+  olderButton.hidden = !hasOlder;
+  olderButton.addEventListener("click", loadOlder);
+  scroller.addEventListener("scroll", () => {
+    if (scroller.scrollTop < 40) loadOlder();
+  });
+  scroller.scrollTop = scroller.scrollHeight;
+  window.pgchat = { MESSAGE_FIELDS, cursor: () => cursor }; // for tests and curious people
+  connect();
+})();

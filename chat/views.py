@@ -1,0 +1,349 @@
+"""Hop 4, HTTP: the room page, the JSON API and the SSE event stream.
+
+Upstream:   chat/listener.py (live frames), chat/history.py (what a client missed).
+Downstream: the browser: chat/static/chat/chat.js, or any HTTP/SSE client.
+On failure: a stream that ends (server stopping, slow client dropped, error) loses nothing:
+            the browser reconnects with Last-Event-ID and the replay fills the gap.
+
+Views never LISTEN and never NOTIFY: writes go through the ORM and the trigger announces them,
+exactly as it announces a write from psql.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, ValidationError
+from django.db import DataError, IntegrityError
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    HttpResponseRedirect,
+    JsonResponse,
+    QueryDict,
+    StreamingHttpResponse,
+)
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.csrf import ensure_csrf_cookie
+
+from . import history, rooms, sse
+from .forms import message_text
+from .listener import Subscription, get_listener
+from .models import ChatMessage, Room
+
+HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX = 50, 200
+View = Callable[..., Awaitable[HttpResponseBase]]
+
+
+def error(status: int, message: str, **headers: str) -> JsonResponse:
+    """The one error shape of the API: ``{"error": "..."}``."""
+    response = JsonResponse({"error": message}, status=status)
+    for name, value in headers.items():
+        response[name.replace("_", "-")] = value
+    return response
+
+
+async def dispatch(request: HttpRequest, handlers: dict[str, View], *args: Any) -> Any:
+    """Route by method, answering a JSON 405 with an Allow header for the others; map the
+    access errors of chat/rooms.py to 404 and 403."""
+    handler = handlers.get(request.method or "")
+    if handler is None:
+        allowed = ", ".join(sorted(handlers))
+        return error(405, f"method {request.method} not allowed; use {allowed}", Allow=allowed)
+    try:
+        return await handler(request, *args)
+    except rooms.RoomNotFound as exc:
+        return error(404, str(exc))
+    except rooms.NotAllowed as exc:
+        return error(403, str(exc))
+
+
+# -- pages -------------------------------------------------------------------------------
+
+
+async def index(request: HttpRequest) -> HttpResponse:
+    return HttpResponseRedirect(reverse("room", args=["lobby"]))
+
+
+@ensure_csrf_cookie  # chat.js reads the token from the cookie for its fetch() calls
+async def room_page(request: HttpRequest, slug: str) -> HttpResponseBase:
+    """History up to cursor N, rendered with N, so the page's stream starts exactly there."""
+
+    async def show(request: HttpRequest, slug: str) -> HttpResponse:
+        room = await rooms.run_and_release(_readable_room, request, slug)
+        async with history.connection() as conn:
+            page = await history.recent_messages(
+                conn, room.slug, before=None, limit=HISTORY_LIMIT_DEFAULT
+            )
+        user = request.user
+        return render(
+            request,
+            "chat/room.html",
+            {
+                "room": room,
+                "boot": {
+                    "room": room.slug,
+                    "cursor": page.cursor,
+                    "messages": page.rows,
+                    "has_more": page.has_more,
+                    "user": {
+                        "id": user.pk,
+                        "name": user.get_username(),
+                        "is_staff": bool(getattr(user, "is_staff", False)),
+                    }
+                    if user.is_authenticated
+                    else None,
+                    "urls": {
+                        "events": reverse("room_events", args=[room.slug]),
+                        "messages": reverse("room_messages", args=[room.slug]),
+                    },
+                    "heartbeat_seconds": settings.CHAT_SSE_HEARTBEAT,
+                },
+            },
+        )
+
+    return await dispatch(request, {"GET": show}, slug)
+
+
+def _readable_room(request: HttpRequest, slug: str) -> Room:
+    return rooms.readable_room(request.user, slug)
+
+
+# -- the event stream --------------------------------------------------------------------
+
+
+async def room_events(request: HttpRequest, slug: str) -> HttpResponseBase:
+    return await dispatch(request, {"GET": _open_stream}, slug)
+
+
+async def _open_stream(request: HttpRequest, slug: str) -> HttpResponseBase:
+    room = await rooms.run_and_release(_readable_room, request, slug)  # 404/403 first
+    try:
+        # The header is newer than the query: the browser sends it on each reconnect, while
+        # the URL keeps the cursor the page was rendered with.
+        since = sse.parse_cursor(
+            request.headers.get("Last-Event-ID", request.GET.get("last_event_id"))
+        )
+    except sse.InvalidCursor as exc:
+        return error(400, str(exc))
+    listener = get_listener()
+    # Subscribe before reading the table: whatever commits in between is in one or both,
+    # and the Subscription drops what it was already given.
+    sub = listener.subscribe(room.slug, since or 0)
+    try:
+        async with history.connection() as conn:
+            first = await history.changes_after(conn, room.slug, since or 0)
+    except BaseException:
+        listener.unsubscribe(sub)
+        raise
+    if since is None:  # "from now": nothing to replay, the cursor is where we start
+        first = history.Page(first.cursor, [], has_more=False)
+        sub.advance(first.cursor)
+    elif since > first.cursor:
+        listener.unsubscribe(sub)
+        return error(400, f"Last-Event-ID {since} is ahead of room {slug!r} (at {first.cursor})")
+    response = StreamingHttpResponse(
+        _frames(sub, first, since or first.cursor), content_type="text/event-stream"
+    )
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # stop nginx buffering the stream
+    return response
+
+
+async def _frames(sub: Subscription, first: history.Page, since: int) -> AsyncIterator[bytes]:
+    """RETRY, the replay from the table, then live frames; cleanup runs on disconnect."""
+    listener = get_listener()
+    heartbeat = settings.CHAT_SSE_HEARTBEAT
+    sent = since  # the highest cursor written to this client
+    try:
+        yield sse.RETRY
+        page = first
+        while page.rows:
+            yield b"".join(sse.encode(event).data for event in page.rows)
+            sent = page.rows[-1].seq
+            sub.advance(sent)
+            if not page.has_more:
+                break
+            async with history.connection() as conn:
+                page = await history.changes_after(conn, sub.room, sent)
+        while True:
+            try:
+                async with asyncio.timeout(heartbeat):
+                    frames = await sub.next_frames()
+            except TimeoutError:
+                yield sse.KEEPALIVE
+                continue
+            if frames is None:  # dropped as slow, or the server is stopping: end the
+                return  # stream, and EventSource reconnects with Last-Event-ID
+            fresh = [frame.data for frame in frames if frame.seq > sent]
+            if fresh:
+                sent = frames[-1].seq
+                yield b"".join(fresh)  # one write for everything buffered
+    finally:
+        listener.unsubscribe(sub)  # disconnect, shutdown or error: gone at once
+
+
+# -- the JSON API ------------------------------------------------------------------------
+
+
+async def room_messages(request: HttpRequest, slug: str) -> HttpResponseBase:
+    return await dispatch(request, {"GET": _list_messages, "POST": _post_message}, slug)
+
+
+async def _list_messages(request: HttpRequest, slug: str) -> JsonResponse:
+    room = await rooms.run_and_release(_readable_room, request, slug)
+    try:
+        after = _int_param(request, "after", minimum=0)
+        before = _int_param(request, "before", minimum=1)
+        limit = _int_param(request, "limit", minimum=1, maximum=HISTORY_LIMIT_MAX)
+    except ValueError as exc:
+        return error(400, str(exc))
+    if after is not None and before is not None:
+        return error(400, "use either after (a cursor) or before (a message id), not both")
+    async with history.connection() as conn:
+        if after is not None:
+            page = await history.changes_after(
+                conn, room.slug, after, limit or history.REPLAY_BATCH
+            )
+            if after > page.cursor:
+                return error(400, f"cursor {after} is ahead of room {slug!r} ({page.cursor})")
+            changes = [
+                {"cursor": event.seq, "event": event.name, "message": event.message}
+                for event in page.rows
+            ]
+            body = {"room": room.slug, "cursor": page.cursor, "changes": changes}
+        else:
+            page = await history.recent_messages(
+                conn, room.slug, before=before, limit=limit or HISTORY_LIMIT_DEFAULT
+            )
+            body = {"room": room.slug, "cursor": page.cursor, "messages": page.rows}
+    return JsonResponse(body | {"has_more": page.has_more})
+
+
+async def _post_message(request: HttpRequest, slug: str) -> JsonResponse:
+    try:
+        text = message_text(_request_data(request))
+    except (RequestDataTooBig, ValidationError) as exc:
+        return _invalid(exc)
+    try:
+        message_id = await rooms.run_and_release(_create_message, request, slug, text)
+    except (IntegrityError, DataError) as exc:  # a CHECK we did not foresee: still a 400
+        return error(400, f"the database refused this message: {exc}".splitlines()[0])
+    return JsonResponse(await _shown(message_id), status=201)
+
+
+def _create_message(request: HttpRequest, slug: str, text: str) -> int:
+    room = rooms.postable_room(request.user, slug)
+    message = ChatMessage.objects.create(
+        room=room, author=request.user.get_username(), sender=request.user, text=text
+    )
+    return message.pk
+
+
+async def message_detail(request: HttpRequest, slug: str, message_id: int) -> HttpResponseBase:
+    return await dispatch(
+        request, {"PATCH": _edit_message, "DELETE": _delete_message}, slug, message_id
+    )
+
+
+async def _edit_message(request: HttpRequest, slug: str, message_id: int) -> JsonResponse:
+    try:
+        text = message_text(_request_data(request))
+    except (RequestDataTooBig, ValidationError) as exc:
+        return _invalid(exc)
+
+    def edit() -> None:
+        message = rooms.editable_message(request.user, slug, message_id)
+        message.text = text
+        message.save(update_fields=["text"])  # the trigger stamps edited_at
+
+    await rooms.run_and_release(edit)
+    return JsonResponse(await _shown(message_id))
+
+
+async def _delete_message(request: HttpRequest, slug: str, message_id: int) -> JsonResponse:
+    def delete() -> None:
+        message = rooms.editable_message(request.user, slug, message_id)
+        message.deleted_at = timezone.now()
+        message.save(update_fields=["deleted_at"])  # soft: moderators keep the text
+
+    await rooms.run_and_release(delete)
+    return JsonResponse(await _shown(message_id))
+
+
+async def _shown(message_id: int) -> dict[str, Any]:
+    """The message as every browser sees it, shaped by the same SQL as the events."""
+    async with history.connection() as conn:
+        message = await history.fetch_message(conn, message_id)
+    assert message is not None, "a message we just wrote is gone"
+    return message
+
+
+def _invalid(exc: RequestDataTooBig | ValidationError) -> JsonResponse:
+    """413 for too long (the text, or the whole body), 400 for anything else."""
+    if isinstance(exc, RequestDataTooBig):
+        return error(413, "request body too large")
+    return error(413 if exc.code == "max_length" else 400, exc.messages[0])
+
+
+def _request_data(request: HttpRequest) -> dict[str, Any]:
+    """A JSON object body, or form fields; raises ValidationError on anything else."""
+    if request.content_type == "application/json":
+        try:
+            data = json.loads(request.body or b"null")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValidationError(f"body is not valid JSON: {exc}", code="invalid") from exc
+        if not isinstance(data, dict):
+            raise ValidationError("JSON body must be an object", code="invalid")
+        return data
+    if request.method == "POST":
+        return request.POST.dict()
+    # Django parses form bodies for POST only; PATCH with a form body is parsed here.
+    return QueryDict(request.body, encoding=request.encoding).dict()
+
+
+def _int_param(
+    request: HttpRequest, name: str, *, minimum: int, maximum: int = sse.MAX_CURSOR
+) -> int | None:
+    raw = request.GET.get(name)
+    if raw is None or raw == "":
+        return None
+    if not raw.isascii() or not raw.isdigit() or not minimum <= int(raw) <= maximum:
+        raise ValueError(f"{name} must be an integer from {minimum} to {maximum}, got {raw!r}")
+    return int(raw)
+
+
+# -- operations --------------------------------------------------------------------------
+
+
+async def healthz(request: HttpRequest) -> JsonResponse:
+    """200 when the database answers and the listener is LISTENing; 503 otherwise."""
+    listener = get_listener()
+    body: dict[str, Any] = {
+        "listener_connected": listener.connected,
+        "subscribers": listener.subscriber_count,
+        "database": False,
+    }
+    try:
+        async with asyncio.timeout(2):
+            async with history.connection() as conn:
+                cur = await conn.execute("SELECT pg_notification_queue_usage()")
+                row = await cur.fetchone()
+        body["database"] = True
+        body["notification_queue_usage"] = row[0] if row else None
+    except Exception as exc:  # DatabaseError, PoolTimeout, TimeoutError: report, never raise
+        body["database_error"] = str(exc) or type(exc).__name__
+    body["status"] = "ok" if body["database"] and listener.connected else "unavailable"
+    return JsonResponse(body, status=200 if body["status"] == "ok" else 503)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """CSRF refusals as the API's JSON error (a page form still gets a readable message)."""
+    return error(403, f"CSRF verification failed: {reason}")

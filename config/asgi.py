@@ -1,0 +1,60 @@
+"""Process wiring: Django's ASGI app, plus the lifespan that starts and stops the listener.
+
+Django answers only ``http`` scopes, so this wrapper answers ``lifespan`` itself. Each
+hypercorn worker process runs it once: one listener and one read pool per process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# get_asgi_application() sets Django up, so it comes before the imports below. Hypercorn
+# serves no static files; Django's handler serves our two and the admin's (a CDN or
+# `collectstatic` behind a proxy would take over in a large deployment).
+django_application = ASGIStaticFilesHandler(get_asgi_application())
+
+from django.conf import settings  # noqa: E402
+
+from chat import history  # noqa: E402
+from chat.listener import get_listener  # noqa: E402
+
+logger = logging.getLogger("pgchat.asgi")
+Scope = dict[str, Any]
+STARTUP_WAIT_SECONDS = 10.0  # serve only once LISTEN is up, unless the database is down
+
+
+async def application(scope: Scope, receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+    else:
+        await django_application(scope, receive, send)
+
+
+async def _lifespan(receive: Any, send: Any) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            try:
+                await history.open_pool(settings.DATABASE_URL)
+                listener = get_listener()
+                await listener.start()
+                # A down database must not stop the server: the listener keeps retrying
+                # and /healthz says 503 meanwhile.
+                if not await listener.wait_connected(STARTUP_WAIT_SECONDS):
+                    logger.warning("serving before the listener could connect")
+            except Exception as exc:
+                logger.exception("start-up failed")
+                await send({"type": "lifespan.startup.failed", "message": repr(exc)})
+                return
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await get_listener().stop()  # ends every open stream: clients reconnect
+            await history.close_pool()
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,0 +1,152 @@
+"""Django settings for pgchat, read from the environment (see README, "Environment").
+
+With no ``DATABASE_URL`` the project's embedded PostgreSQL (chat/embedded_pg.py) is started
+on first use, so ``manage.py``, hypercorn and pytest all work on a fresh machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from psycopg.conninfo import conninfo_to_dict
+
+from chat import embedded_pg
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise ImproperlyConfigured(f"{name}={value!r}: use true or false")
+
+
+def _database_from_url(url: str) -> dict[str, Any]:
+    """Django's DATABASES entry from a libpq URL or ``key=value`` string, via psycopg's parser."""
+    try:
+        params: dict[str, Any] = conninfo_to_dict(url)
+    except Exception as exc:  # psycopg.ProgrammingError, named loosely to avoid the import
+        raise ImproperlyConfigured(f"DATABASE_URL is not a valid PostgreSQL URL: {exc}") from exc
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": params.pop("dbname", "postgres"),
+        "USER": params.pop("user", ""),
+        "PASSWORD": params.pop("password", ""),
+        "HOST": params.pop("host", ""),
+        "PORT": params.pop("port", ""),
+        "OPTIONS": params,  # anything else (sslmode, options, ...) goes to psycopg as is
+        "CONN_MAX_AGE": 0,
+        # Each test database name is derived by Django; keep the default.
+    }
+
+
+DEBUG = _env_bool("DEBUG", True)
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
+    SECRET_KEY = "django-insecure-pgchat-development-key-do-not-use-in-production"
+ALLOWED_HOSTS = [
+    h.strip() for h in os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",")
+]
+
+if os.environ.get("DATABASE_URL"):
+    DATABASE_URL = os.environ["DATABASE_URL"]
+else:
+    _cluster = embedded_pg.EmbeddedPostgres()
+    _cluster.ensure_running()
+    DATABASE_URL = _cluster.url()
+DATABASES = {"default": _database_from_url(DATABASE_URL)}
+# LISTEN needs a session: behind a transaction-pooling PgBouncer, point this at session mode.
+CHAT_LISTEN_DATABASE_URL = os.environ.get("CHAT_LISTEN_DATABASE_URL") or DATABASE_URL
+
+# `manage.py dbshell` runs `psql`: fall back to the one in the server wheel when the machine
+# has none (appended, so an installed psql still wins).
+with contextlib.suppress(embedded_pg.EmbeddedPgError):
+    os.environ["PATH"] += os.pathsep + str(embedded_pg.binaries_dir())
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "pgtrigger",
+    "chat",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "chat.middleware.ContentSecurityPolicyMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+CSRF_FAILURE_VIEW = "chat.views.csrf_failure"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / ".pgchat" / "static"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# The event stream (chat/views.py, chat/listener.py).
+CHAT_SSE_HEARTBEAT = float(os.environ.get("CHAT_SSE_HEARTBEAT", "15"))  # seconds
+CHAT_SUBSCRIBER_QUEUE_SIZE = int(os.environ.get("CHAT_SUBSCRIBER_QUEUE_SIZE", "256"))  # frames
+CHAT_MESSAGE_MAX_LENGTH = 4000  # characters; also a CHECK constraint in the database
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "pgchat": {"handlers": ["console"], "level": os.environ.get("CHAT_LOG_LEVEL", "INFO")},
+    },
+}
