@@ -37,6 +37,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,7 @@ DATABASE = "pgchat"
 PORT_RANGE = (20000, 30000)  # below the ephemeral range 32768-60999
 SOCKET_PATH_MAX_BYTES = 107  # sun_path is 108 bytes including the NUL
 START_TIMEOUT_SECONDS = 60
+RETRY_SECONDS = 0.2  # between start attempts while a crashed server's backends exit
 
 
 class EmbeddedPgError(RuntimeError):
@@ -75,6 +77,11 @@ class EmbeddedPostgres:
     """One cluster in ``state_dir``: data, socket, port, log and password live there."""
 
     state_dir: Path = DEFAULT_STATE_DIR
+
+    @classmethod
+    def from_environment(cls) -> EmbeddedPostgres:
+        """The project's cluster, or the one in ``CHAT_EMBEDDED_PG_DIR`` (tests use that)."""
+        return cls(Path(os.environ.get("CHAT_EMBEDDED_PG_DIR") or DEFAULT_STATE_DIR))
 
     @property
     def data_dir(self) -> Path:
@@ -129,7 +136,18 @@ class EmbeddedPostgres:
         if not self._port_file.exists() or not (self.data_dir / "PG_VERSION").exists():
             return False
         result = self._run_tool(
-            ["pg_isready", "-q", "-h", str(self.socket_dir), "-p", str(self.port())],
+            [
+                "pg_isready",
+                "-q",
+                "-U",
+                SUPERUSER,
+                "-d",
+                "postgres",
+                "-h",
+                str(self.socket_dir),
+                "-p",
+                str(self.port()),
+            ],  # fmt: skip
             check=False,
         )
         return result.returncode == 0
@@ -224,42 +242,50 @@ class EmbeddedPostgres:
         )  # fmt: skip
 
     def _start(self) -> None:
-        self._remove_foreign_pid_file()
+        self._remove_stale_lock_files()
         port = self._choose_port()
         options = (
             f"-c listen_addresses=127.0.0.1 -p {port} "
             f"-c unix_socket_directories='{self.socket_dir}'"
         )  # durability settings stay at their defaults: a lost commit would be a lost message
-        result = self._run_as_owner(
-            [
-                self._bin("pg_ctl"), "start", "-D", str(self.data_dir), "-l", str(self.log_file),
-                "-o", options, "-w", "-t", str(START_TIMEOUT_SECONDS),
-            ],
-            check=False,
-        )  # fmt: skip
+        argv = [
+            self._bin("pg_ctl"), "start", "-D", str(self.data_dir), "-l", str(self.log_file),
+            "-o", options, "-w", "-t", str(START_TIMEOUT_SECONDS),
+        ]  # fmt: skip
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while True:
+            result = self._run_as_owner(argv, check=False)
+            # After a crash, the dead postmaster's backends take a moment to notice and exit;
+            # until then PostgreSQL refuses to reuse the shared memory they still hold.
+            if result.returncode == 0 or "still in use" not in self._log_tail():
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(RETRY_SECONDS)
         if result.returncode != 0:
             raise EmbeddedPgError(
                 f"PostgreSQL did not start (pg_ctl exit {result.returncode}):\n"
                 f"{result.stdout}{result.stderr}\n--- {self.log_file} ---\n{self._log_tail()}"
             )
 
-    def _remove_foreign_pid_file(self) -> None:
-        """Remove postmaster.pid if its pid now belongs to something that isn't postgres.
+    def _remove_stale_lock_files(self) -> None:
+        """Remove PostgreSQL's lock files (postmaster.pid, the socket's .lock) when the pid
+        in them is no live postmaster.
 
-        PostgreSQL discards a pid file whose process is gone, but refuses to start when the
-        pid was reused by another process (after a reboot, say).
+        PostgreSQL discards a lock file whose process is gone, but refuses to start when the
+        pid is alive: reused by another process after a reboot, or a killed postmaster left
+        as a zombie because nothing reaped it (containers without an init do that).
         """
-        pid_file = self.data_dir / "postmaster.pid"
-        try:
-            pid = int(pid_file.read_text().split()[0])
-        except (FileNotFoundError, IndexError, ValueError):
-            return
-        try:
-            command = Path(f"/proc/{pid}/comm").read_text().strip()
-        except OSError:
-            return  # gone: postgres handles it
-        if command not in ("postgres", "postmaster"):
-            pid_file.unlink()
+        for lock_file in [
+            self.data_dir / "postmaster.pid",
+            *self.socket_dir.glob(".s.PGSQL.*.lock"),
+        ]:
+            try:
+                pid = int(lock_file.read_text().split()[0])
+            except (FileNotFoundError, IndexError, ValueError):
+                continue
+            if not _is_live_postmaster(pid):
+                lock_file.unlink(missing_ok=True)
 
     def _choose_port(self) -> int:
         """The stored port if still free, else a free one derived from the folder path."""
@@ -328,6 +354,16 @@ def _run(
     return result
 
 
+def _is_live_postmaster(pid: int) -> bool:
+    """True when ``pid`` runs, is not a zombie, and is a postgres process."""
+    try:
+        command = Path(f"/proc/{pid}/comm").read_text().strip()
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return command in ("postgres", "postmaster") and state not in ("Z", "X")
+
+
 def _port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -357,7 +393,7 @@ def _ensure_service_user() -> tuple[int, int]:
 
 def main(argv: Sequence[str]) -> int:
     """``python -m chat.embedded_pg start|stop|status|url|tcp-url|psql [args...]``."""
-    cluster = EmbeddedPostgres(Path(os.environ.get("CHAT_EMBEDDED_PG_DIR", DEFAULT_STATE_DIR)))
+    cluster = EmbeddedPostgres.from_environment()
     command = argv[0] if argv else "status"
     try:
         if command == "start":

@@ -40,6 +40,11 @@ class Room(models.Model):
 
     class Meta:
         ordering = ["slug"]
+        constraints = [
+            models.CheckConstraint(  # what SlugField validates, enforced for psql too
+                condition=models.Q(slug__regex=r"^[-a-zA-Z0-9_]+$"), name="chat_room_slug_valid"
+            ),
+        ]
         triggers = [
             pgtrigger.Trigger(
                 # The log has no foreign key (a hard-deleted message keeps its entries), so

@@ -43,7 +43,9 @@ def _database_from_url(url: str) -> dict[str, Any]:
         "PASSWORD": params.pop("password", ""),
         "HOST": params.pop("host", ""),
         "PORT": params.pop("port", ""),
-        "OPTIONS": params,  # anything else (sslmode, options, ...) goes to psycopg as is
+        # Anything else (sslmode, options, ...) goes to psycopg as is; the name tells
+        # operators which sessions in pg_stat_activity are the web's.
+        "OPTIONS": {"application_name": "pgchat-web", **params},
         "CONN_MAX_AGE": 0,
         # Each test database name is derived by Django; keep the default.
     }
@@ -62,7 +64,7 @@ ALLOWED_HOSTS = [
 if os.environ.get("DATABASE_URL"):
     DATABASE_URL = os.environ["DATABASE_URL"]
 else:
-    _cluster = embedded_pg.EmbeddedPostgres()
+    _cluster = embedded_pg.EmbeddedPostgres.from_environment()
     _cluster.ensure_running()
     DATABASE_URL = _cluster.url()
 DATABASES = {"default": _database_from_url(DATABASE_URL)}
@@ -113,6 +115,10 @@ TEMPLATES = [
         },
     },
 ]
+
+# Tests create and log in many users; the default hasher is deliberately slow (~0.5 s).
+if _env_bool("CHAT_FAST_PASSWORD_HASHER", False):
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

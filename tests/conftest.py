@@ -1,0 +1,101 @@
+"""Fixtures: a real PostgreSQL (pytest-django's test database on the embedded cluster, or on
+DATABASE_URL), a real hypercorn subprocess serving it, real SSE clients and real psql."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractUser
+
+from bench.sse_client import SSEClient
+from chat.models import Room
+
+from .servers import Browserless, Server, database_url, wait_for_server_backends_gone
+
+PASSWORD = "correct-horse-battery-staple"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The default hasher takes ~0.5 s per hash by design; the suite creates many users.
+    # Test servers get CHAT_FAST_PASSWORD_HASHER=1 (tests/servers.py), so both agree.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+_numbers = itertools.count(1)
+
+
+@pytest.fixture(autouse=True)
+def _live_database(
+    django_db_setup: None, django_db_blocker: pytest.FixtureRequest
+) -> Iterator[None]:
+    """Every write commits and stays: no wrapping transaction, no flush between tests.
+
+    The tests talk to a real server process sharing the database. NOTIFY needs COMMIT, and a
+    flush would also empty django_content_type under the server's cached ids. Tests isolate
+    themselves instead: each uses fresh rooms and uniquely named users.
+    """
+    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+        yield
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{os.getpid()}-{next(_numbers)}"
+
+
+@pytest.fixture(scope="session")
+def db_url(django_db_setup: None, django_db_blocker: pytest.FixtureRequest) -> str:
+    """The test database's conninfo, for the server subprocess and psql."""
+    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+        return database_url()
+
+
+@pytest.fixture(scope="session")
+def server(db_url: str) -> Iterator[Server]:
+    """One hypercorn process for the session; fault tests start their own."""
+    srv = Server(db_url).start()
+    yield srv
+    srv.stop()
+    wait_for_server_backends_gone(db_url)  # so pytest-django can DROP the test database
+
+
+@pytest.fixture
+def room() -> Room:
+    """A fresh public room per test, so no test sees another's events."""
+    return Room.objects.create(slug=unique("room"), title="Test")
+
+
+@pytest.fixture
+def make_user():  # type: ignore[no-untyped-def]
+    def make(prefix: str, *, staff: bool = False) -> AbstractUser:
+        user = get_user_model().objects.create_user(unique(prefix), password=PASSWORD)
+        if staff:
+            user.is_staff = user.is_superuser = True
+            user.save()
+        return user  # type: ignore[return-value]
+
+    return make
+
+
+@pytest.fixture
+async def room_stream(server: Server, room: Room) -> AsyncIterator[SSEClient]:
+    """A real SSE connection to the test room, opened 'from now'."""
+    client = await server.stream(room.slug)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def alice_user(make_user) -> AbstractUser:  # type: ignore[no-untyped-def]
+    return make_user("alice")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def alice(server: Server, alice_user: AbstractUser) -> AsyncIterator[Browserless]:
+    async with Browserless(server.url) as client:
+        await client.login(alice_user.username, PASSWORD)
+        yield client

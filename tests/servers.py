@@ -1,0 +1,250 @@
+"""Real processes for the tests: a hypercorn server, psql, and logged-in HTTP clients."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+from django.db import connection
+from psycopg.conninfo import make_conninfo
+
+from bench.sse_client import SSEClient
+from chat.embedded_pg import binaries_dir
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+OUTPUT_DIR = PROJECT_DIR / "test-output"  # git-ignored: server logs, screenshots
+POLL_SECONDS = 0.05  # between checks of a condition that has a deadline
+
+
+def database_url(dbname: str | None = None) -> str:
+    """libpq conninfo of the database Django is using now (the test database in a test)."""
+    s = connection.settings_dict
+    params = {
+        "dbname": dbname or s["NAME"],
+        "user": s["USER"] or None,
+        "password": s["PASSWORD"] or None,
+        "host": s["HOST"] or None,
+        "port": str(s["PORT"]) if s["PORT"] else None,
+        **{k: v for k, v in s["OPTIONS"].items() if isinstance(v, str | int)},
+    }
+    return make_conninfo(**{k: v for k, v in params.items() if v is not None})
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Server:
+    """``hypercorn config.asgi:application`` in a subprocess on a free loopback port."""
+
+    def __init__(self, db_url: str, *, workers: int = 1, env: dict[str, str] | None = None):
+        self.db_url, self.workers = db_url, workers
+        self.port = free_port()
+        self.host = "127.0.0.1"
+        self.extra_env = env or {}
+        self.process: subprocess.Popen[bytes] | None = None
+        OUTPUT_DIR.mkdir(exist_ok=True)
+        self.log_path = OUTPUT_DIR / f"hypercorn-{self.port}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> Server:
+        env = {
+            **os.environ,
+            "DATABASE_URL": self.db_url,
+            "CHAT_SSE_HEARTBEAT": "1",
+            "CHAT_FAST_PASSWORD_HASHER": "1",  # the test process hashes the same way
+            "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
+        }
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable, "-m", "hypercorn", "config.asgi:application",
+                    "--bind", f"{self.host}:{self.port}", "--workers", str(self.workers),
+                    "--graceful-timeout", "3",
+                ],
+                cwd=PROJECT_DIR,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # signals go to hypercorn's worker processes too
+            )  # fmt: skip
+        self.wait_healthy(timeout)
+        return self
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        try:
+            response = httpx.get(f"{self.url}/healthz", timeout=2)
+            return response.status_code, response.json()
+        except (httpx.HTTPError, ValueError):
+            return 0, {}
+
+    def wait_healthy(self, timeout: float = 30.0) -> dict[str, Any]:
+        return self.wait_health(200, timeout)
+
+    def wait_health(self, status: int, timeout: float = 30.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log_tail()}")
+            code, body = self.health()
+            if code == status:
+                return body
+            time.sleep(POLL_SECONDS)  # polling with a deadline, not a fixed wait
+        raise TimeoutError(f"/healthz never answered {status}: {self.log_tail()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            # hypercorn's parent coordinates its workers' graceful shutdown (lifespan
+            # included); signalling the whole group would kill the workers outright.
+            if sig == signal.SIGKILL:
+                os.killpg(self.process.pid, sig)
+            else:
+                self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+        code = self.process.returncode
+        self.process = None
+        return code
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    async def stream(self, room: str, **kwargs: Any) -> SSEClient:
+        return await SSEClient.open(self.host, self.port, f"/rooms/{room}/events", **kwargs)
+
+
+def insert_sql(room: str, text: str, author: str = "ops") -> str:
+    """The INSERT a person types into psql: only room, author and text."""
+
+    def quote(value: str) -> str:
+        return "'" + value.replace("'", "''") + "'"
+
+    return (
+        "INSERT INTO chat_chatmessage (room_id, author, text) "
+        f"VALUES ({quote(room)}, {quote(author)}, {quote(text)})"
+    )
+
+
+def psql_argv(db_url: str, *sql: str) -> list[str]:
+    """A real psql (the one the server wheel ships) running each statement."""
+    argv = [str(binaries_dir() / "psql"), db_url, "-X", "-q", "-v", "ON_ERROR_STOP=1"]
+    for statement in sql:
+        argv += ["-c", statement]
+    return argv
+
+
+async def psql(db_url: str, *sql: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run psql without blocking the event loop (streams are being read meanwhile)."""
+    argv = psql_argv(db_url, *sql)
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
+    )
+    out, err = await proc.communicate()
+    result = subprocess.CompletedProcess(argv, proc.returncode or 0, out.decode(), err.decode())
+    if check and result.returncode != 0:
+        raise AssertionError(f"psql failed: {result.stderr}")
+    return result
+
+
+class Browserless:
+    """An httpx client that logs in like a browser: cookies, CSRF token, form post."""
+
+    def __init__(self, base_url: str) -> None:
+        self.client = httpx.AsyncClient(base_url=base_url, timeout=10, follow_redirects=False)
+
+    async def __aenter__(self) -> Browserless:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.client.aclose()
+
+    @property
+    def csrf_token(self) -> str:
+        return self.client.cookies.get("csrftoken", "")
+
+    async def login(self, username: str, password: str) -> None:
+        await self.client.get("/accounts/login/")
+        response = await self.client.post(
+            "/accounts/login/",
+            data={
+                "username": username,
+                "password": password,
+                "csrfmiddlewaretoken": self.csrf_token,
+            },
+        )
+        assert response.status_code == 302, f"login failed: {response.status_code}"
+
+    async def get_token(self) -> str:
+        """Visit a page once, as a browser would, so the CSRF cookie is set."""
+        if not self.csrf_token:
+            await self.client.get("/accounts/login/")  # a page with a form sets the cookie
+        return self.csrf_token
+
+    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        headers = {"X-CSRFToken": await self.get_token(), **kwargs.pop("headers", {})}
+        return await self.client.request(method, url, headers=headers, **kwargs)
+
+    def stream_headers(self) -> dict[str, str]:
+        """Cookies for a raw SSE client, so it streams as this user."""
+        return {"Cookie": "; ".join(f"{k}={v}" for k, v in self.client.cookies.items())}
+
+
+def admin_form_fields(html: str) -> dict[str, str]:
+    """The CSRF token from a Django admin form page."""
+    match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html)
+    assert match, "no CSRF token in the admin form"
+    return {"csrfmiddlewaretoken": match.group(1)}
+
+
+async def collect(client: SSEClient, count: int, timeout: float) -> list[Any]:
+    """The next ``count`` events, within one deadline for all of them."""
+    events = []
+    async with asyncio.timeout(timeout):
+        while len(events) < count:
+            events.append(await client.next_event())
+    return events
+
+
+def listen_backends(db_url: str, application_name: str = "pgchat-listener") -> list[Sequence[Any]]:
+    """Backends that are LISTENing for pgchat: one per server process, by design."""
+    import psycopg
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        return conn.execute(
+            "SELECT pid, datname, query FROM pg_stat_activity "
+            "WHERE application_name = %s AND backend_type = 'client backend'",
+            (application_name,),
+        ).fetchall()
+
+
+def wait_for_server_backends_gone(db_url: str, timeout: float = 15.0) -> None:
+    """Wait until a stopped server's sessions are gone (backends exit asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while len(listen_backends(db_url)) + len(listen_backends(db_url, "pgchat-reader")) > 0:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the server's database sessions outlived it")
+        time.sleep(POLL_SECONDS)

@@ -1,0 +1,187 @@
+"""Hop 1 on its own: the trigger's SQL functions, constraints and the per-room cursor, in SQL."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import psycopg
+import pytest
+from django.db import connection
+
+from chat.events import MESSAGE_FIELDS, ChatEvent
+from chat.models import ChatMessage, MessageChange, Room
+
+from .conftest import unique
+from .servers import insert_sql, psql_argv
+
+
+def sql(query: str, *params: object) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(query, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+def payload_text(message: ChatMessage, op: str = "created", seq: int = 1) -> bytes:
+    [(payload,)] = sql(
+        "SELECT chat_event_payload(%s, %s, m) FROM chat_chatmessage m WHERE id = %s",
+        op,
+        seq,
+        message.pk,
+    )
+    return str(payload).encode()
+
+
+def payload_for(message: ChatMessage, op: str = "created", seq: int = 1) -> dict:
+    return json.loads(payload_text(message, op, seq))
+
+
+def test_payload_carries_the_row_when_it_fits(room: Room) -> None:
+    message = ChatMessage.objects.create(room=room, author="ada", text='quote " and\nnewline')
+    payload = payload_for(message)
+    assert set(payload) == {"room", "seq", "op", "id", "at", "message"}
+    assert tuple(payload["message"]) == MESSAGE_FIELDS  # the SQL and ChatEvent agree
+    assert payload["message"]["text"] == 'quote " and\nnewline'
+    event = ChatEvent.from_payload(json.dumps(payload))
+    assert (event.room, event.seq, event.op, event.is_stub) == (room.slug, 1, "created", False)
+
+
+def test_payload_is_a_stub_when_the_row_is_too_large(room: Room) -> None:
+    message = ChatMessage.objects.create(room=room, author="ada", text="€" * 4000)  # 12,000 B
+    payload = payload_for(message)
+    assert payload["truncated"] is True
+    assert "message" not in payload
+    assert len(json.dumps(payload)) < 200
+    assert ChatEvent.from_payload(json.dumps(payload)).is_stub
+
+
+def test_payload_is_sent_whole_below_8000_bytes_and_stubbed_above(room: Room) -> None:
+    # A '"' is 2 bytes in JSON, so 4000 characters can reach the limit. The payload's other
+    # fields vary by a few bytes (the id, the "at" float), hence a 10-byte margin each side.
+    base = len(payload_text(ChatMessage.objects.create(room=room, author="a", text="x")))
+
+    def text_for(size: int) -> str:
+        quotes, odd = divmod(size - (base - 1), 2)
+        return '"' * quotes + "x" * odd
+
+    fits = ChatMessage.objects.create(room=room, author="a", text=text_for(7990))
+    over = ChatMessage.objects.create(room=room, author="a", text=text_for(8010))
+    assert 7980 < len(payload_text(fits)) < 8000
+    assert payload_for(fits)["message"]["text"] == fits.text
+    assert payload_for(over).get("truncated") is True
+
+
+def test_timestamps_are_utc_whatever_the_writers_timezone(room: Room) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SET TIME ZONE 'Asia/Tokyo'")
+        try:
+            message = ChatMessage.objects.create(room=room, author="a", text="tz")
+            created_at = payload_for(message)["message"]["created_at"]
+        finally:
+            cursor.execute("SET TIME ZONE 'UTC'")
+    assert created_at.endswith("+00:00")
+    assert len(created_at) == len("2026-11-24T10:00:00.123456+00:00")
+
+
+def test_each_operation_appends_to_the_log_in_order(room: Room) -> None:
+    message = ChatMessage.objects.create(room=room, author="a", text="one")
+    ChatMessage.objects.filter(pk=message.pk).update(text="two")
+    ChatMessage.objects.filter(pk=message.pk).update(text="two")  # no change: no event
+    ChatMessage.objects.filter(pk=message.pk).delete()
+    log = list(MessageChange.objects.filter(room=room).order_by("seq").values_list("seq", "op"))
+    assert log == [(1, "created"), (2, "updated"), (3, "deleted")]
+
+
+def test_edit_is_stamped_by_the_database(room: Room) -> None:
+    message = ChatMessage.objects.create(room=room, author="a", text="one")
+    assert message.edited_at is None
+    sql("UPDATE chat_chatmessage SET text = 'two' WHERE id = %s", message.pk)
+    message.refresh_from_db()
+    assert message.edited_at is not None
+
+
+def test_bare_psql_insert_works_and_fills_defaults(room: Room, db_url: str) -> None:
+    import subprocess
+
+    subprocess.run(
+        psql_argv(db_url, insert_sql(room.slug, "hello")), check=True, capture_output=True
+    )
+    message = ChatMessage.objects.get(room=room)
+    assert (message.author, message.text, message.deleted_at) == ("ops", "hello", None)
+    assert message.created_at is not None
+
+
+@pytest.mark.parametrize(
+    ("statement", "error"),
+    [
+        ("INSERT INTO chat_chatmessage (room_id, author, text) VALUES ('{room}', 'a', '')",
+         "chat_message_text_not_blank"),
+        ("INSERT INTO chat_chatmessage (room_id, author, text) VALUES ('{room}', 'a', ' \n ')",
+         "chat_message_text_not_blank"),
+        ("INSERT INTO chat_chatmessage (room_id, author, text)"
+         " VALUES ('{room}', 'a', repeat('x', 4001))",
+         "chat_message_text_max_4000"),
+        ("INSERT INTO chat_chatmessage (room_id, author, text) VALUES ('{room}', '', 'hi')",
+         "chat_message_author_not_blank"),
+        ("INSERT INTO chat_chatmessage (room_id, author, text) VALUES ('no-such-room', 'a', 'hi')",
+         "violates foreign key constraint"),
+        ("UPDATE chat_chatmessage SET room_id = 'lobby' WHERE room_id = '{room}'",
+         "id, room_id and created_at cannot change"),
+        ("INSERT INTO chat_room (slug) VALUES ('')", "chat_room_slug_valid"),
+        ("INSERT INTO chat_room (slug) VALUES ('has space')", "chat_room_slug_valid"),
+    ],
+)  # fmt: skip
+def test_database_refuses_rows_the_ui_could_not_show(
+    room: Room, db_url: str, statement: str, error: str
+) -> None:
+    import subprocess
+
+    ChatMessage.objects.create(room=room, author="a", text="existing")
+    before = MessageChange.objects.filter(room=room).count()
+    result = subprocess.run(
+        psql_argv(db_url, statement.format(room=room.slug)), capture_output=True, text=True
+    )
+    assert result.returncode != 0
+    assert error in result.stderr  # a readable message, straight from psql
+    assert MessageChange.objects.filter(room=room).count() == before  # nothing half-written
+
+
+def test_concurrent_writers_get_gapless_unique_cursors(room: Room, db_url: str) -> None:
+    """The advisory lock serialises a room's writers: no duplicate seq, no unique violation.
+    (That a higher seq never commits first is tests/test_resume.py's held-transaction test.)"""
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        try:
+            with psycopg.connect(db_url, autocommit=True) as conn:
+                for i in range(25):
+                    conn.execute(
+                        "INSERT INTO chat_chatmessage (room_id, author, text) VALUES (%s, %s, %s)",
+                        (room.slug, f"w{n}", f"{n}-{i}"),
+                    )
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    seqs = sorted(MessageChange.objects.filter(room=room).values_list("seq", flat=True))
+    assert seqs == list(range(1, 201))
+
+
+def test_deleting_a_room_drops_its_log_so_the_slug_can_start_again() -> None:
+    slug = unique("gone")
+    room = Room.objects.create(slug=slug)
+    ChatMessage.objects.create(room=room, author="a", text="x")
+    room.delete()
+    assert not MessageChange.objects.filter(room_id=slug).exists()
+    again = Room.objects.create(slug=slug)
+    ChatMessage.objects.create(room=again, author="a", text="y")
+    assert list(MessageChange.objects.filter(room=again).values_list("seq", flat=True)) == [1]
+
+
+def test_lobby_exists_after_migrate() -> None:
+    assert Room.objects.filter(slug="lobby").exists()

@@ -1,0 +1,73 @@
+"""Hop 4's wire format on its own, without I/O: framing and cursor parsing."""
+
+from __future__ import annotations
+
+import pytest
+
+from chat import sse
+from chat.events import ChatEvent, InvalidPayload
+
+
+def event(**message: object) -> ChatEvent:
+    return ChatEvent(room="lobby", seq=42, op="created", message_id=17, message=message)
+
+
+def test_frame_has_id_event_and_one_data_line() -> None:
+    frame = sse.encode(event(id=17, text="hi"))
+    assert frame == sse.Frame(
+        42, b'id: 42\nevent: message.created\ndata: {"id":17,"text":"hi"}\n\n'
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["two\nlines", "carriage\rreturn", "\n\ndata: injected\n\n", "id: 1", "é € 𝄞", "<script>"],
+)
+def test_text_can_never_break_a_frame(text: str) -> None:
+    data = sse.encode(event(text=text)).data.decode()
+    assert data.count("\n\n") == 1
+    assert data.endswith("\n\n")
+    assert len(data.rstrip("\n").split("\n")) == 3  # id, event, data: nothing injected
+    assert "\r" not in data
+
+
+@pytest.mark.parametrize(
+    ("value", "cursor"),
+    [(None, None), ("0", 0), ("42", 42), (" 7 ", 7), (str(2**63 - 1), 2**63 - 1)],
+)
+def test_cursor_parses(value: str | None, cursor: int | None) -> None:
+    assert sse.parse_cursor(value) == cursor
+
+
+@pytest.mark.parametrize("value", ["", "-1", "1.5", "abc", "١٢", "0x10", str(2**63), "1e3"])
+def test_bad_cursor_is_refused(value: str) -> None:
+    with pytest.raises(sse.InvalidCursor):
+        sse.parse_cursor(value)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "not json",
+        "{}",
+        '{"room": "r", "seq": 1, "op": "exploded", "id": 1, "message": {}}',
+        '{"room": "r", "seq": "x", "op": "created", "id": 1, "message": {}}',
+        '{"room": "r", "seq": 1, "op": "created", "id": 1}',
+        "[]",
+    ],
+)
+def test_foreign_payload_is_refused(payload: str) -> None:
+    with pytest.raises(InvalidPayload):
+        ChatEvent.from_payload(payload)
+
+
+def test_stub_payload_parses_as_stub() -> None:
+    stub = ChatEvent.from_payload(
+        '{"room": "r", "seq": 3, "op": "updated", "id": 9, "at": 1.5, "truncated": true}'
+    )
+    assert (stub.is_stub, stub.message_id, stub.name, stub.sent_at) == (
+        True,
+        9,
+        "message.updated",
+        1.5,
+    )

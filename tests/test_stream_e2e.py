@@ -1,0 +1,308 @@
+"""End to end: any writer -> trigger -> NOTIFY -> listener -> SSE -> a real client.
+
+A real hypercorn subprocess, a real PostgreSQL, a real psql, a raw-socket SSE client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from django.contrib.auth.models import AbstractUser
+
+from bench.sse_client import SSEClient, SSEError
+from chat.models import ChatMessage, Room
+
+from .conftest import PASSWORD
+from .servers import (
+    Browserless,
+    Server,
+    admin_form_fields,
+    insert_sql,
+    listen_backends,
+    psql,
+)
+
+DEADLINE = 10.0  # seconds for an event to arrive; typical is milliseconds
+
+
+async def test_orm_create_reaches_subscriber(room_stream: SSEClient, room: Room) -> None:
+    message = await ChatMessage.objects.acreate(room=room, author="ada", text="from the ORM")
+    event = await room_stream.next_event(DEADLINE)
+    assert event.name == "message.created"
+    assert event.json() == {
+        "id": message.pk,
+        "room": room.slug,
+        "author": "ada",
+        "sender_id": None,
+        "text": "from the ORM",
+        "created_at": event.json()["created_at"],
+        "edited_at": None,
+        "deleted_at": None,
+    }
+    assert event.cursor == 1
+
+
+async def test_stream_opens_with_retry_and_sse_headers(room_stream: SSEClient) -> None:
+    assert room_stream.status == 200
+    assert room_stream.headers["content-type"].startswith("text/event-stream")
+    assert room_stream.headers["cache-control"] == "no-cache"
+    assert room_stream.headers["x-accel-buffering"] == "no"
+    with pytest.raises(TimeoutError):  # nothing happened in the room: no event
+        await room_stream.next_event(0.5)  # (the test server's heartbeat is 1 s)
+    assert room_stream.retry_ms == 2000
+
+
+async def test_keepalive_comment_is_sent_when_idle(room_stream: SSEClient) -> None:
+    async with asyncio.timeout(DEADLINE):
+        while room_stream.comments == 0:  # CHAT_SSE_HEARTBEAT=1 in the test server
+            with pytest.raises(TimeoutError):
+                await room_stream.next_event(0.3)
+    assert room_stream.comments >= 1
+
+
+async def test_http_post_by_logged_in_user_reaches_subscriber(
+    room_stream: SSEClient, room: Room, alice: Browserless, alice_user: AbstractUser
+) -> None:
+    response = await alice.request("POST", f"/rooms/{room.slug}/messages", json={"text": "hi"})
+    assert response.status_code == 201, response.text
+    posted = response.json()
+    event = await room_stream.next_event(DEADLINE)
+    assert (event.name, event.json()) == ("message.created", posted)
+    assert posted["author"] == alice_user.username
+    assert posted["sender_id"] == alice_user.pk
+
+
+async def test_form_post_works_too(room_stream: SSEClient, room: Room, alice: Browserless) -> None:
+    response = await alice.request(
+        "POST", f"/rooms/{room.slug}/messages", data={"text": "form-encoded"}
+    )
+    assert response.status_code == 201, response.text
+    event = await room_stream.next_event(DEADLINE)
+    assert event.json()["text"] == "form-encoded"
+
+
+@pytest.fixture
+def moderator(make_user):  # type: ignore[no-untyped-def]
+    return make_user("mod", staff=True)
+
+
+async def test_admin_add_form_reaches_subscriber(
+    server: Server, room_stream: SSEClient, room: Room, moderator: AbstractUser
+) -> None:
+    async with Browserless(server.url) as mod:
+        await mod.login(moderator.username, PASSWORD)
+        form = await mod.client.get("/admin/chat/chatmessage/add/")
+        assert form.status_code == 200
+        response = await mod.client.post(
+            "/admin/chat/chatmessage/add/",
+            data={
+                **admin_form_fields(form.text),
+                "room": room.slug,
+                "author": "moderator",
+                "text": "from the admin",
+                "sender": "",
+                "deleted_at_0": "",
+                "deleted_at_1": "",
+            },
+        )
+        assert response.status_code == 302, response.text[:2000]
+    event = await room_stream.next_event(DEADLINE)
+    assert (event.name, event.json()["text"]) == ("message.created", "from the admin")
+
+
+async def test_admin_edit_form_sends_update(
+    server: Server, room_stream: SSEClient, room: Room, moderator: AbstractUser
+) -> None:
+    message = await ChatMessage.objects.acreate(room=room, author="ada", text="typo")
+    await room_stream.next_event(DEADLINE)
+    async with Browserless(server.url) as mod:
+        await mod.login(moderator.username, PASSWORD)
+        url = f"/admin/chat/chatmessage/{message.pk}/change/"
+        form = await mod.client.get(url)
+        response = await mod.client.post(
+            url,
+            data={
+                **admin_form_fields(form.text),
+                "author": "ada",
+                "text": "fixed by a moderator",
+                "sender": "",
+                "deleted_at_0": "",
+                "deleted_at_1": "",
+            },
+        )
+        assert response.status_code == 302, response.text[:2000]
+    event = await room_stream.next_event(DEADLINE)
+    assert event.name == "message.updated"
+    assert event.json()["text"] == "fixed by a moderator"
+    assert event.json()["edited_at"] is not None
+
+
+async def test_psql_insert_update_delete_reach_subscriber(
+    room_stream: SSEClient, room: Room, db_url: str
+) -> None:
+    await psql(
+        db_url,
+        insert_sql(room.slug, "hello"),
+    )
+    created = await room_stream.next_event(DEADLINE)
+    assert (created.name, created.json()["author"], created.json()["text"]) == (
+        "message.created",
+        "ops",
+        "hello",
+    )
+    message_id = created.json()["id"]
+    await psql(
+        db_url, f"UPDATE chat_chatmessage SET text = 'hello, edited' WHERE id = {message_id}"
+    )
+    updated = await room_stream.next_event(DEADLINE)
+    assert updated.name == "message.updated"
+    assert updated.json()["text"] == "hello, edited"
+    assert updated.json()["edited_at"] is not None  # stamped by the trigger, not by psql
+    await psql(db_url, f"DELETE FROM chat_chatmessage WHERE id = {message_id}")
+    deleted = await room_stream.next_event(DEADLINE)
+    assert deleted.name == "message.deleted"
+    assert deleted.json()["id"] == message_id
+    assert deleted.json()["text"] == ""  # a deleted text is never sent again
+    assert deleted.json()["deleted_at"] is not None
+    assert [created.cursor, updated.cursor, deleted.cursor] == [1, 2, 3]
+
+
+async def test_api_delete_is_soft_and_announced(
+    room_stream: SSEClient, room: Room, alice: Browserless
+) -> None:
+    posted = (
+        await alice.request("POST", f"/rooms/{room.slug}/messages", json={"text": "oops"})
+    ).json()
+    await room_stream.next_event(DEADLINE)
+    response = await alice.request("DELETE", f"/rooms/{room.slug}/messages/{posted['id']}")
+    assert response.status_code == 200, response.text
+    event = await room_stream.next_event(DEADLINE)
+    assert (event.name, event.json()["id"], event.json()["text"]) == (
+        "message.deleted",
+        posted["id"],
+        "",
+    )
+    row = await ChatMessage.objects.aget(pk=posted["id"])
+    assert row.deleted_at is not None
+    assert row.text == "oops"  # moderators still see it in the admin
+
+
+async def test_events_never_reach_another_rooms_subscribers(server: Server, room: Room) -> None:
+    other = await Room.objects.acreate(slug=f"{room.slug}-other")
+    here, there = await server.stream(room.slug), await server.stream(other.slug)
+    try:
+        await ChatMessage.objects.acreate(room=other, author="ada", text="for the other room")
+        await ChatMessage.objects.acreate(room=room, author="ada", text="marker")
+        assert (await there.next_event(DEADLINE)).json()["text"] == "for the other room"
+        # The marker was written after the other room's message: had that leaked here, it
+        # would arrive first.
+        assert (await here.next_event(DEADLINE)).json()["text"] == "marker"
+    finally:
+        await here.aclose()
+        await there.aclose()
+
+
+async def test_rolled_back_insert_sends_nothing(
+    room_stream: SSEClient, room: Room, db_url: str
+) -> None:
+    await psql(
+        db_url,
+        "BEGIN",
+        insert_sql(room.slug, "ghost"),
+        "ROLLBACK",
+    )
+    marker = await ChatMessage.objects.acreate(room=room, author="ada", text="marker")
+    event = await room_stream.next_event(DEADLINE)
+    assert (event.json()["id"], event.json()["text"]) == (marker.pk, "marker")  # no ghost first
+
+
+async def test_unknown_room_stream_is_404_json(server: Server) -> None:
+    with pytest.raises(SSEError) as refused:
+        await server.stream("no-such-room")
+    assert refused.value.status == 404
+    assert b'"error"' in refused.value.body
+
+
+async def test_200_subscribers_share_one_listen_connection(
+    server: Server, room: Room, db_url: str
+) -> None:
+    clients = await asyncio.gather(*(server.stream(room.slug) for _ in range(200)))
+    try:
+        assert server.health()[1]["subscribers"] == 200
+        assert len(listen_backends(db_url)) == 1
+        # No connection per subscriber: the whole server uses at most listener + read pool.
+        assert len(listen_backends(db_url, "pgchat-reader")) <= 8
+        message = await ChatMessage.objects.acreate(room=room, author="ada", text="to all")
+        events = await asyncio.gather(*(c.next_event(DEADLINE) for c in clients))
+        assert {e.json()["id"] for e in events} == {message.pk}
+    finally:
+        await asyncio.gather(*(c.aclose() for c in clients))
+    async with asyncio.timeout(DEADLINE):  # removed at once on disconnect
+        while server.health()[1]["subscribers"] != 0:
+            await asyncio.sleep(0.05)
+    assert len(listen_backends(db_url)) == 1
+
+
+async def test_csrf_missing_token_is_refused(
+    server: Server, room: Room, alice: Browserless
+) -> None:
+    response = await alice.client.post(f"/rooms/{room.slug}/messages", json={"text": "no token"})
+    assert response.status_code == 403
+    assert "CSRF" in response.json()["error"]
+    assert not await ChatMessage.objects.filter(room=room).aexists()
+
+
+async def test_anonymous_post_is_refused(server: Server, room: Room) -> None:
+    async with Browserless(server.url) as anonymous:
+        response = await anonymous.request(
+            "POST", f"/rooms/{room.slug}/messages", json={"text": "who am I"}
+        )
+    assert response.status_code == 403
+    assert response.json() == {"error": "log in to post"}
+    assert not await ChatMessage.objects.filter(room=room).aexists()
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        ({"text": ""}, 400, "text must not be empty"),
+        ({"text": "  \n\t "}, 400, "text must not be empty"),
+        ({}, 400, "text is required and must be a string"),
+        ({"text": 42}, 400, "text is required and must be a string"),
+        ({"text": "x" * 4001}, 413, "text is 4001 characters; the limit is 4000"),
+        ({"text": "nul\x00byte"}, 400, "text must not contain NUL characters"),
+    ],
+)
+async def test_invalid_text_is_refused_and_nothing_written(
+    room: Room, alice: Browserless, body: dict[str, object], status: int, error: str
+) -> None:
+    response = await alice.request("POST", f"/rooms/{room.slug}/messages", json=body)
+    assert (response.status_code, response.json()) == (status, {"error": error})
+    assert not await ChatMessage.objects.filter(room=room).aexists()
+
+
+async def test_malformed_json_is_400(room: Room, alice: Browserless) -> None:
+    response = await alice.request(
+        "POST",
+        f"/rooms/{room.slug}/messages",
+        content=b"{not json",
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("body is not valid JSON")
+
+
+async def test_wrong_method_is_405_json(room: Room, alice: Browserless) -> None:
+    response = await alice.request("PUT", f"/rooms/{room.slug}/messages")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, POST"
+    assert "not allowed" in response.json()["error"]
+
+
+async def test_4000_character_text_is_accepted(room: Room, alice: Browserless) -> None:
+    response = await alice.request(
+        "POST", f"/rooms/{room.slug}/messages", json={"text": "é" * 4000}
+    )
+    assert response.status_code == 201
+    assert response.json()["text"] == "é" * 4000
