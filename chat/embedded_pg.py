@@ -135,21 +135,9 @@ class EmbeddedPostgres:
         """True when the postmaster of this folder answers on its socket."""
         if not self._port_file.exists() or not (self.data_dir / "PG_VERSION").exists():
             return False
-        result = self._run_tool(
-            [
-                "pg_isready",
-                "-q",
-                "-U",
-                SUPERUSER,
-                "-d",
-                "postgres",
-                "-h",
-                str(self.socket_dir),
-                "-p",
-                str(self.port()),
-            ],  # fmt: skip
-            check=False,
-        )
+        argv = ["pg_isready", "-q", "-U", SUPERUSER, "-d", "postgres"]
+        argv += ["-h", str(self.socket_dir), "-p", str(self.port())]
+        result = self._run_tool(argv, check=False)
         return result.returncode == 0
 
     def ensure_running(self) -> None:
