@@ -11,6 +11,7 @@ import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser
+from django.db import connection
 
 from bench.sse_client import SSEClient
 from chat.models import Room
@@ -27,6 +28,32 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 _numbers = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(
+    django_test_environment: None, django_db_blocker: pytest.FixtureRequest
+) -> Iterator[None]:
+    """Create and migrate the test database (``test_<name>``) once for the session.
+
+    pytest-django's own version only sets up databases that ``django_db``-marked tests ask
+    for; ours are unmarked (see _live_database), so the default database is named here.
+    """
+    from django.test.utils import setup_databases, teardown_databases
+
+    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+        config = setup_databases(verbosity=0, interactive=False, aliases={"default"})
+    yield
+    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+        # Async tests reach the ORM through sync_to_async's worker thread, whose connection
+        # only that thread could close; end every other session so DROP DATABASE works.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        connection.close()
+        teardown_databases(config, verbosity=0)
 
 
 @pytest.fixture(autouse=True)

@@ -183,5 +183,9 @@ def test_deleting_a_room_drops_its_log_so_the_slug_can_start_again() -> None:
     assert list(MessageChange.objects.filter(room=again).values_list("seq", flat=True)) == [1]
 
 
+def test_suite_runs_on_a_test_database_never_the_real_one() -> None:
+    assert connection.settings_dict["NAME"].startswith("test_")
+
+
 def test_lobby_exists_after_migrate() -> None:
     assert Room.objects.filter(slug="lobby").exists()
