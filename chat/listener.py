@@ -37,14 +37,17 @@ logger = logging.getLogger("pgchat.listener")
 class Backoff:
     """Delay before the next reconnect: exponential, capped, jittered."""
 
-    INITIAL, FACTOR, CAP = 0.5, 2.0, 30.0  # seconds; tests shrink these with monkeypatch
+    FACTOR, CAP = 2.0, 30.0  # CAP in seconds
     JITTER = 0.1  # +/-10%, so N hypercorn workers don't reconnect in lockstep
 
-    def __init__(self) -> None:
+    def __init__(self, initial: float = 0.5) -> None:
+        if initial <= 0:
+            raise ValueError(f"initial backoff must be positive, got {initial}")
+        self.initial = initial
         self._delay = 0.0
 
     def next_delay(self) -> float:
-        self._delay = min(self.CAP, self._delay * self.FACTOR or self.INITIAL)
+        self._delay = min(self.CAP, self._delay * self.FACTOR or self.initial)
         return self._delay * random.uniform(1 - self.JITTER, 1 + self.JITTER)
 
 
@@ -116,10 +119,13 @@ class Listener:
     PING_SECONDS = 10.0  # a silent connection is probed this often, to notice a dead peer
     POLL_SECONDS = 1.0  # how often the notifies wait wakes up to notice stop()
 
-    def __init__(self, conninfo: str, *, queue_size: int = 256) -> None:
+    def __init__(
+        self, conninfo: str, *, queue_size: int = 256, backoff_initial: float = 0.5
+    ) -> None:
         if queue_size < 1:
             raise ValueError(f"queue_size must be at least 1, got {queue_size}")
         self.conninfo, self.queue_size = conninfo, queue_size
+        self.backoff_initial = backoff_initial
         self.connected = False  # LISTENing and caught up; /healthz reports it
         self.connected_since: float | None = None
         self.last_event_at: float | None = None  # monotonic time of the last notification
@@ -191,7 +197,7 @@ class Listener:
     # -- the connection --------------------------------------------------------------------
 
     async def _run(self, stopping: asyncio.Event) -> None:
-        backoff = Backoff()
+        backoff = Backoff(self.backoff_initial)
         while not stopping.is_set():
             try:
                 async with await psycopg.AsyncConnection.connect(
@@ -207,12 +213,12 @@ class Listener:
                     await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
                     # LISTEN is live before we look back, so nothing falls between the two.
                     await self._catch_up(conn)
-                    backoff = Backoff()
+                    backoff = Backoff(self.backoff_initial)
                     self._set_connected(True)
                     await self._relay(conn, stopping)
             except Exception as exc:  # survive, like psycopg_pool's worker(); CancelledError
-                self._set_connected(False)  # is not an Exception, so stop() still works
-                if stopping.is_set():
+                self._set_connected(False, quietly=stopping.is_set())  # CancelledError is not
+                if stopping.is_set():  # an Exception, so stop() still works
                     break
                 delay = backoff.next_delay()
                 bug = not isinstance(exc, psycopg.OperationalError)  # bugs get a traceback
@@ -222,9 +228,9 @@ class Listener:
                 )
                 with contextlib.suppress(TimeoutError):  # wake early if stop() is called
                     await asyncio.wait_for(stopping.wait(), delay)
-        self._set_connected(False)
+        self._set_connected(False, quietly=True)
 
-    def _set_connected(self, connected: bool) -> None:
+    def _set_connected(self, connected: bool, *, quietly: bool = False) -> None:
         if connected == self.connected:
             return
         self.connected = connected
@@ -235,7 +241,8 @@ class Listener:
             logger.info("listener connected: LISTEN %s, caught up", CHANNEL)
         else:
             self.connected_since = None
-            logger.warning("listener disconnected")
+            if not quietly:
+                logger.warning("listener disconnected")
 
     async def _catch_up(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """Publish what each room's subscribers missed while there was no LISTEN."""
@@ -268,6 +275,7 @@ class Listener:
                     self._publish(event)
             if stub is not None:
                 # Read once for every subscriber. Gone already: its delete event follows.
+                self.stats["stub_reads"] += 1
                 message = await history.fetch_message(conn, stub.message_id)
                 if message is not None:
                     self._publish(stub.completed(message))
@@ -306,5 +314,7 @@ def get_listener() -> Listener:
     from django.conf import settings
 
     return Listener(
-        settings.CHAT_LISTEN_DATABASE_URL, queue_size=settings.CHAT_SUBSCRIBER_QUEUE_SIZE
+        settings.CHAT_LISTEN_DATABASE_URL,
+        queue_size=settings.CHAT_SUBSCRIBER_QUEUE_SIZE,
+        backoff_initial=settings.CHAT_LISTENER_BACKOFF,
     )

@@ -329,6 +329,7 @@ async def healthz(request: HttpRequest) -> JsonResponse:
     body: dict[str, Any] = {
         "listener_connected": listener.connected,
         "subscribers": listener.subscriber_count,
+        "counters": dict(listener.stats),
         "database": False,
     }
     try:

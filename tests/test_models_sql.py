@@ -71,6 +71,11 @@ def test_payload_is_sent_whole_below_8000_bytes_and_stubbed_above(room: Room) ->
     assert payload_for(over).get("truncated") is True
 
 
+def test_message_json_of_no_row_is_null() -> None:
+    [(shown,)] = sql("SELECT chat_message_json(NULL::chat_chatmessage)")
+    assert shown is None
+
+
 def test_timestamps_are_utc_whatever_the_writers_timezone(room: Room) -> None:
     with connection.cursor() as cursor:
         cursor.execute("SET TIME ZONE 'Asia/Tokyo'")

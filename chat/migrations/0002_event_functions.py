@@ -28,6 +28,7 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
         chat_iso(m.edited_at) AS edited_at,
         chat_iso(m.deleted_at) AS deleted_at
     ) AS shown
+    WHERE m.id IS NOT NULL  -- NULL for no row (a LEFT JOIN miss), not an object of nulls
 $$;
 
 -- Append a change to the log and return its per-room cursor. The advisory lock serialises
