@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -72,9 +73,18 @@ class SSEClient:
         last_event_id: str | int | None = None,
         headers: dict[str, str] | None = None,
         timeout: float = 10.0,
+        receive_buffer: int | None = None,
     ) -> SSEClient:
+        """Open a stream; ``receive_buffer`` shrinks SO_RCVBUF (to play a stuck client)."""
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(host, port, limit=READ_SIZE * 4)
+            if receive_buffer is not None:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+                sock.setblocking(False)
+                await asyncio.get_running_loop().sock_connect(sock, (host, port))
+                reader, writer = await asyncio.open_connection(sock=sock, limit=READ_SIZE * 4)
+            else:
+                reader, writer = await asyncio.open_connection(host, port, limit=READ_SIZE * 4)
             client = cls(reader, writer)
             lines = [
                 f"GET {path} HTTP/1.1",

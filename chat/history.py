@@ -52,6 +52,9 @@ async def open_pool(conninfo: str) -> AsyncConnectionPool:
             min_size=1,
             max_size=POOL_MAX_SIZE,
             kwargs={"autocommit": True, "application_name": "pgchat-reader"},
+            # A round trip per checkout: after a database restart, pooled connections are
+            # dead, and a stream's replay must get a live one rather than fail.
+            check=AsyncConnectionPool.check_connection,
             open=False,
             name="pgchat-reader",
         )
@@ -116,6 +119,9 @@ _RECENT_MESSAGES = """
 """
 
 _ONE_MESSAGE = "SELECT chat_message_json(m)::text FROM chat_chatmessage m WHERE m.id = %s"
+_SOME_MESSAGES = (
+    "SELECT m.id, chat_message_json(m)::text FROM chat_chatmessage m WHERE m.id = ANY(%s)"
+)
 
 
 async def changes_after(
@@ -182,6 +188,14 @@ async def fetch_message(
     cur = await conn.execute(_ONE_MESSAGE, (message_id,))
     row = await cur.fetchone()
     return cast(dict[str, Any], json.loads(row[0])) if row else None
+
+
+async def fetch_messages(
+    conn: psycopg.AsyncConnection[Any], message_ids: list[int]
+) -> dict[int, dict[str, Any]]:
+    """Several messages by id in one query (the stubs of a batch); absent ids are gone."""
+    cur = await conn.execute(_SOME_MESSAGES, (message_ids,))
+    return {message_id: json.loads(message) for message_id, message in await cur.fetchall()}
 
 
 def _event(

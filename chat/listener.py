@@ -58,7 +58,7 @@ class Subscription:
     chunk, and the hot path (``offer``) is a comparison and an append.
     """
 
-    __slots__ = ("_closed", "_frames", "_limit", "_waiter", "room", "seq")
+    __slots__ = ("_closed", "_frames", "_limit", "_waiter", "fell_behind", "room", "seq")
 
     def __init__(self, room: str, seq: int, limit: int) -> None:
         if limit < 1:
@@ -69,6 +69,7 @@ class Subscription:
         self._limit = limit
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
+        self.fell_behind = False  # closed because its buffer overflowed, not by a shutdown
 
     @property
     def closed(self) -> bool:
@@ -105,8 +106,10 @@ class Subscription:
         self._frames.clear()
         return frames
 
-    def close(self) -> None:
-        """Drop what is buffered and wake the view, which ends the stream."""
+    def close(self, *, fell_behind: bool = False) -> None:
+        """Drop what is buffered and wake the view: it ends the stream, or if the stream
+        fell behind, reads what it missed from the table and subscribes again."""
+        self.fell_behind = self.fell_behind or fell_behind
         self._closed = True
         self._frames.clear()
         if self._waiter is not None and not self._waiter.done():
@@ -178,8 +181,8 @@ class Listener:
         self._rooms.setdefault(room, set()).add(sub)
         return sub
 
-    def unsubscribe(self, sub: Subscription) -> None:
-        sub.close()
+    def unsubscribe(self, sub: Subscription, *, fell_behind: bool = False) -> None:
+        sub.close(fell_behind=fell_behind)
         subs = self._rooms.get(sub.room)
         if subs is not None:
             subs.discard(sub)
@@ -259,30 +262,37 @@ class Listener:
         """Publish notifications as they come, until stop() or a connection error."""
         last_heard = time.monotonic()
         while not stopping.is_set():
-            stub: ChatEvent | None = None
-            # notifies() holds the connection's lock while it runs, so it must be closed
-            # (aclosing) before this connection can run a query; notifications arriving
-            # meanwhile are kept by psycopg (>= 3.2.4) and come first next time.
-            async with contextlib.aclosing(conn.notifies(timeout=self.POLL_SECONDS)) as gen:
-                async for notify in gen:
-                    last_heard = self.last_event_at = time.monotonic()
-                    event = self._parse(notify.payload)
-                    if event is None:
-                        continue
-                    if event.is_stub:
-                        stub = event
-                        break
-                    self._publish(event)
-            if stub is not None:
-                # Read once for every subscriber. Gone already: its delete event follows.
-                self.stats["stub_reads"] += 1
-                message = await history.fetch_message(conn, stub.message_id)
-                if message is not None:
-                    self._publish(stub.completed(message))
+            # notifies() holds the connection's lock, so a stub can't be read inside it, and
+            # leaving it early drops the rest of the packet it has read. With stop_after=1
+            # it ends between packets, having yielded the whole batch; psycopg (>= 3.2.4)
+            # keeps what arrives while no notifies() runs, and yields that first next time.
+            batch = [
+                notify.payload
+                async for notify in conn.notifies(timeout=self.POLL_SECONDS, stop_after=1)
+            ]
+            if batch:
+                last_heard = self.last_event_at = time.monotonic()
+                await self._deliver(conn, batch)
             elif time.monotonic() - last_heard > self.PING_SECONDS:
                 async with asyncio.timeout(self.PING_SECONDS):  # a hung peer raises here
                     await conn.execute("SELECT 1")
                 last_heard = time.monotonic()
+
+    async def _deliver(self, conn: psycopg.AsyncConnection[Any], payloads: list[str]) -> None:
+        """Parse a batch, complete its stubs with one read, publish in arrival order."""
+        events = [event for payload in payloads if (event := self._parse(payload)) is not None]
+        stub_ids = [event.message_id for event in events if event.is_stub]
+        messages = {}
+        if stub_ids:  # read once for every subscriber, and once for the whole batch
+            self.stats["stub_reads"] += 1
+            messages = await history.fetch_messages(conn, stub_ids)
+        for event in events:
+            if event.is_stub:
+                message = messages.get(event.message_id)
+                if message is None:
+                    continue  # hard-deleted since: its delete event follows
+                event = event.completed(message)
+            self._publish(event)
 
     def _parse(self, payload: str) -> ChatEvent | None:
         try:
@@ -302,9 +312,9 @@ class Listener:
         frame = sse.encode(event)
         for sub in list(subs):
             if not sub.offer(frame):  # full: a stuck client must not stall the only listener
-                self.unsubscribe(sub)  # it reconnects with Last-Event-ID and replays
-                self.stats["slow_drops"] += 1
-                logger.warning("dropped a slow subscriber of %r (buffer full)", event.room)
+                self.unsubscribe(sub, fell_behind=True)  # its buffer is freed now; the view
+                self.stats["slow_drops"] += 1  # catches up from the table when it can write
+                logger.info("dropped a slow subscriber of %r (buffer full)", event.room)
         self.stats["frames"] += len(subs)
 
 

@@ -39,6 +39,7 @@ from .listener import Subscription, get_listener
 from .models import ChatMessage, Room
 
 HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX = 50, 200
+HEALTH_TIMEOUT_SECONDS = 1.0  # a health check answers fast, even when the database hangs
 View = Callable[..., Awaitable[HttpResponseBase]]
 
 
@@ -158,36 +159,55 @@ async def _open_stream(request: HttpRequest, slug: str) -> HttpResponseBase:
 
 
 async def _frames(sub: Subscription, first: history.Page, since: int) -> AsyncIterator[bytes]:
-    """RETRY, the replay from the table, then live frames; cleanup runs on disconnect."""
+    """RETRY, the replay from the table, then live frames; cleanup runs on disconnect.
+
+    A stream whose buffer overflowed (a slow client, or a burst larger than the buffer) is
+    dropped from the fan-out at once, so its memory is freed; when it can write again it
+    reads what it missed from the table and subscribes again, without a reconnect.
+    """
     listener = get_listener()
-    heartbeat = settings.CHAT_SSE_HEARTBEAT
     sent = since  # the highest cursor written to this client
+    page: history.Page | None = first
     try:
         yield sse.RETRY
-        page = first
-        while page.rows:
-            yield b"".join(sse.encode(event).data for event in page.rows)
-            sent = page.rows[-1].seq
-            sub.advance(sent)
-            if not page.has_more:
-                break
-            async with history.connection() as conn:
-                page = await history.changes_after(conn, sub.room, sent)
         while True:
-            try:
-                async with asyncio.timeout(heartbeat):
-                    frames = await sub.next_frames()
-            except TimeoutError:
-                yield sse.KEEPALIVE
-                continue
-            if frames is None:  # dropped as slow, or the server is stopping: end the
-                return  # stream, and EventSource reconnects with Last-Event-ID
-            fresh = [frame.data for frame in frames if frame.seq > sent]
-            if fresh:
-                sent = frames[-1].seq
-                yield b"".join(fresh)  # one write for everything buffered
+            while True:  # replay from the table, in pages
+                if page is None:
+                    async with history.connection() as conn:
+                        page = await history.changes_after(conn, sub.room, sent)
+                if page.rows:
+                    yield b"".join(sse.encode(event).data for event in page.rows)
+                    sent = page.rows[-1].seq
+                    sub.advance(sent)
+                more, page = page.has_more, None
+                if not more:
+                    break
+            async for data, seq in _live(sub, sent):
+                yield data
+                sent = seq
+            if not sub.fell_behind:  # the server is stopping: end the stream, and
+                return  # EventSource reconnects elsewhere with Last-Event-ID
+            sub = listener.subscribe(sub.room, sent)  # subscribe first, then read the table
     finally:
         listener.unsubscribe(sub)  # disconnect, shutdown or error: gone at once
+
+
+async def _live(sub: Subscription, sent: int) -> AsyncIterator[tuple[bytes, int]]:
+    """Live frames newer than ``sent``, batched into one write, with keepalives between."""
+    heartbeat = settings.CHAT_SSE_HEARTBEAT
+    while True:
+        try:
+            async with asyncio.timeout(heartbeat):
+                frames = await sub.next_frames()
+        except TimeoutError:
+            yield sse.KEEPALIVE, sent
+            continue
+        if frames is None:
+            return
+        fresh = [frame.data for frame in frames if frame.seq > sent]
+        if fresh:
+            sent = frames[-1].seq
+            yield b"".join(fresh), sent  # one write for everything buffered
 
 
 # -- the JSON API ------------------------------------------------------------------------
@@ -333,7 +353,7 @@ async def healthz(request: HttpRequest) -> JsonResponse:
         "database": False,
     }
     try:
-        async with asyncio.timeout(2):
+        async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
             async with history.connection() as conn:
                 cur = await conn.execute("SELECT pg_notification_queue_usage()")
                 row = await cur.fetchone()

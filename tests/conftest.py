@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import AsyncIterator, Iterator
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 from django.conf import settings
@@ -14,11 +16,21 @@ from django.contrib.auth.models import AbstractUser
 from django.db import connection
 
 from bench.sse_client import SSEClient
+from chat.embedded_pg import EmbeddedPostgres
 from chat.models import Room
 
-from .servers import Browserless, Server, database_url, wait_for_server_backends_gone
+from .servers import (
+    PROJECT_DIR,
+    Browserless,
+    Server,
+    database_url,
+    wait_for_server_backends_gone,
+)
 
 PASSWORD = "correct-horse-battery-staple"
+# Scratch clusters live inside the project, not /tmp: as root the server runs as the
+# service user, which must be able to reach them.
+SCRATCH = PROJECT_DIR / ".pgchat" / "test-clusters"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -88,6 +100,32 @@ def server(db_url: str) -> Iterator[Server]:
     yield srv
     srv.stop()
     wait_for_server_backends_gone(db_url)  # so pytest-django can DROP the test database
+
+
+@pytest.fixture(scope="module")
+def scratch_cluster() -> Iterator[EmbeddedPostgres]:
+    """A second, separately started PostgreSQL (not started yet), removed afterwards."""
+    state = SCRATCH / uuid.uuid4().hex[:8]
+    cluster = EmbeddedPostgres(state)
+    yield cluster
+    cluster.stop()
+    shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture
+def make_server(db_url: str) -> Iterator[Callable[..., Server]]:
+    """Start extra servers with their own settings (env); all stopped afterwards."""
+    started: list[Server] = []
+
+    def make(url: str | None = None, *, workers: int = 1, **env: str) -> Server:
+        server = Server(url or db_url, workers=workers, env=env).start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+        wait_for_server_backends_gone(server.db_url)
 
 
 @pytest.fixture

@@ -89,7 +89,7 @@ class Server:
 
     def health(self) -> tuple[int, dict[str, Any]]:
         try:
-            response = httpx.get(f"{self.url}/healthz", timeout=2)
+            response = httpx.get(f"{self.url}/healthz", timeout=5)
             return response.status_code, response.json()
         except (httpx.HTTPError, ValueError):
             return 0, {}
@@ -243,7 +243,13 @@ def listen_backends(db_url: str, application_name: str = "pgchat-listener") -> l
 
 def wait_for_server_backends_gone(db_url: str, timeout: float = 15.0) -> None:
     """Wait until a stopped server's sessions are gone (backends exit asynchronously)."""
+    import psycopg
+
     deadline = time.monotonic() + timeout
+    try:
+        psycopg.connect(db_url, connect_timeout=5).close()
+    except psycopg.OperationalError:
+        return  # the database itself is down: no session of anyone's is left
     while len(listen_backends(db_url)) + len(listen_backends(db_url, "pgchat-reader")) > 0:
         if time.monotonic() > deadline:
             raise TimeoutError("the server's database sessions outlived it")

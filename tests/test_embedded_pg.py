@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -18,6 +17,7 @@ import pytest
 
 from chat.embedded_pg import PORT_RANGE, SERVICE_USER, EmbeddedPostgres
 
+from .conftest import SCRATCH
 from .servers import (
     PROJECT_DIR,
     Server,
@@ -27,18 +27,10 @@ from .servers import (
     wait_for_server_backends_gone,
 )
 
-# Inside the project, not /tmp: as root the server runs as SERVICE_USER, which must reach it.
-SCRATCH = PROJECT_DIR / ".pgchat" / "test-clusters"
-
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[EmbeddedPostgres]:
-    """A second, separately started cluster; module-scoped (initdb takes a second)."""
-    state = SCRATCH / uuid.uuid4().hex[:8]
-    pg = EmbeddedPostgres(state)
-    yield pg
-    pg.stop()
-    shutil.rmtree(state, ignore_errors=True)
+def cluster(scratch_cluster: EmbeddedPostgres) -> EmbeddedPostgres:
+    return scratch_cluster
 
 
 def start_in_subprocess(state: Path) -> subprocess.Popen[str]:
