@@ -39,10 +39,11 @@ def encode(event: ChatEvent) -> Frame:
 
 
 def parse_cursor(value: str | None) -> int | None:
-    """A Last-Event-ID value as a cursor: None when absent, else a non-negative integer."""
-    if value is None:
+    """A Last-Event-ID value as a cursor: None when absent or empty (a browser sends no
+    header for an empty ID, per the SSE spec), else a non-negative integer."""
+    text = (value or "").strip()
+    if not text:
         return None
-    text = value.strip()
     if not text.isascii() or not text.isdigit():
         raise InvalidCursor(f"Last-Event-ID must be a non-negative integer, got {value[:40]!r}")
     cursor = int(text)

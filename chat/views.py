@@ -28,6 +28,7 @@ from django.http import (
     QueryDict,
     StreamingHttpResponse,
 )
+from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
@@ -130,7 +131,7 @@ async def _open_stream(request: HttpRequest, slug: str) -> HttpResponseBase:
         # The header is newer than the query: the browser sends it on each reconnect, while
         # the URL keeps the cursor the page was rendered with.
         since = sse.parse_cursor(
-            request.headers.get("Last-Event-ID", request.GET.get("last_event_id"))
+            request.headers.get("Last-Event-ID") or request.GET.get("last_event_id")
         )
     except sse.InvalidCursor as exc:
         return error(400, str(exc))
@@ -324,7 +325,10 @@ def _request_data(request: HttpRequest) -> dict[str, Any]:
             raise ValidationError("JSON body must be an object", code="invalid")
         return data
     if request.method == "POST":
-        return request.POST.dict()
+        try:
+            return request.POST.dict()
+        except MultiPartParserError as exc:  # e.g. multipart without a boundary
+            raise ValidationError(f"malformed form body: {exc}", code="invalid") from exc
     # Django parses form bodies for POST only; PATCH with a form body is parsed here.
     return QueryDict(request.body, encoding=request.encoding).dict()
 
@@ -363,6 +367,11 @@ async def healthz(request: HttpRequest) -> JsonResponse:
         body["database_error"] = str(exc) or type(exc).__name__
     body["status"] = "ok" if body["database"] and listener.connected else "unavailable"
     return JsonResponse(body, status=200 if body["status"] == "ok" else 503)
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    """Django's own 400s (a malformed multipart body, a bad Host header) as JSON errors."""
+    return error(400, f"bad request: {exception or 'malformed'}".splitlines()[0][:200])
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:

@@ -5,6 +5,8 @@ from django.urls import include, path
 
 from chat import pages, views
 
+handler400 = "chat.views.bad_request"  # JSON, like every other error of the API
+
 urlpatterns = [
     path("", views.index, name="index"),
     path("rooms/", pages.room_list, name="room_list"),

@@ -53,7 +53,11 @@ def django_db_setup(
     """
     from django.test.utils import setup_databases, teardown_databases
 
+    # One database per run (test_pgchat_<pid>), so two runs on one cluster can't collide.
+    base = connection.settings_dict["NAME"]
+    connection.settings_dict["TEST"]["NAME"] = f"test_{base}_{os.getpid()}"
     with django_db_blocker.unblock():  # type: ignore[attr-defined]
+        _drop_databases_of_dead_runs(f"test_{base}_")
         config = setup_databases(verbosity=0, interactive=False, aliases={"default"})
     yield
     with django_db_blocker.unblock():  # type: ignore[attr-defined]
@@ -68,7 +72,17 @@ def django_db_setup(
         teardown_databases(config, verbosity=0)
 
 
-@pytest.fixture(autouse=True)
+def _drop_databases_of_dead_runs(prefix: str) -> None:
+    """A run killed before its teardown leaves its database behind: drop those."""
+    with connection._nodb_cursor() as cursor:
+        cursor.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", [prefix + "%"])
+        for (name,) in cursor.fetchall():
+            pid = name.removeprefix(prefix)
+            if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+                cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _live_database(
     django_db_setup: None, django_db_blocker: pytest.FixtureRequest
 ) -> Iterator[None]:

@@ -1,0 +1,153 @@
+"""Property-based fuzzing of what a client can send: never a 500, every error is JSON, and
+a refused write writes nothing."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from django.contrib.auth import get_user_model
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from chat.models import ChatMessage, Room
+
+from .conftest import PASSWORD, unique
+from .servers import Server
+
+FUZZ = settings(
+    max_examples=120,
+    deadline=None,  # a real server over HTTP: timing varies, correctness doesn't
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+# Any code point, lone surrogates included (JSON can carry them as \\udXXX escapes).
+any_text = st.text(alphabet=st.characters(exclude_categories=()), max_size=4100)
+junk = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), any_text,
+    st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=5), st.integers()),
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def fuzz_room(server: Server) -> Room:
+    return Room.objects.create(slug=unique("fuzz"))
+
+
+@pytest.fixture(scope="module")
+def logged_in(server: Server) -> Iterator[httpx.Client]:
+    name = unique("fuzzer")
+    get_user_model().objects.create_user(name, password=PASSWORD)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        client.get("/accounts/login/")
+        token = client.cookies["csrftoken"]
+        client.post(
+            "/accounts/login/",
+            data={"username": name, "password": PASSWORD, "csrfmiddlewaretoken": token},
+        )
+        client.headers["X-CSRFToken"] = client.cookies["csrftoken"]
+        yield client
+
+
+def assert_clean(response: httpx.Response) -> None:
+    assert response.status_code < 500, response.text[:500]
+    if response.status_code >= 400:
+        assert "error" in response.json(), response.text[:500]
+
+
+@FUZZ
+@given(text=junk)
+def test_post_any_json_text(logged_in: httpx.Client, fuzz_room: Room, text: object) -> None:
+    before = ChatMessage.objects.filter(room=fuzz_room).count()
+    body = json.dumps({"text": text}, ensure_ascii=True)  # lone surrogates as \\ud800
+    response = logged_in.post(
+        f"/rooms/{fuzz_room.slug}/messages",
+        content=body,
+        headers={"Content-Type": "application/json"},
+    )
+    assert_clean(response)
+    after = ChatMessage.objects.filter(room=fuzz_room).count()
+    assert after == before + (1 if response.status_code == 201 else 0)  # no half-writes
+    if response.status_code == 201:
+        assert response.json()["text"] == text
+
+
+@FUZZ
+@given(
+    body=st.binary(max_size=300),
+    content_type=st.sampled_from(
+        [
+            "application/json",
+            "application/x-www-form-urlencoded",
+            "text/plain",
+            "multipart/form-data",
+        ]
+    ),
+)
+def test_post_any_body(
+    logged_in: httpx.Client, fuzz_room: Room, body: bytes, content_type: str
+) -> None:
+    response = logged_in.post(
+        f"/rooms/{fuzz_room.slug}/messages", content=body, headers={"Content-Type": content_type}
+    )
+    assert_clean(response)
+
+
+@FUZZ
+@given(
+    after=st.one_of(st.none(), st.text(max_size=25), st.integers(-5, 2**70).map(str)),
+    before=st.one_of(st.none(), st.text(max_size=25), st.integers(-5, 2**70).map(str)),
+    limit=st.one_of(st.none(), st.text(max_size=10), st.integers(-5, 10**6).map(str)),
+)
+def test_history_any_parameters(
+    logged_in: httpx.Client,
+    fuzz_room: Room,
+    after: str | None,
+    before: str | None,
+    limit: str | None,
+) -> None:
+    params = {
+        k: v for k, v in {"after": after, "before": before, "limit": limit}.items() if v is not None
+    }
+    response = logged_in.get(f"/rooms/{fuzz_room.slug}/messages", params=params)
+    assert_clean(response)
+
+
+@FUZZ
+@given(message_id=st.integers(0, 2**63), text=junk, method=st.sampled_from(["PATCH", "DELETE"]))
+def test_edit_and_delete_any_message(
+    logged_in: httpx.Client, fuzz_room: Room, message_id: int, text: object, method: str
+) -> None:
+    response = logged_in.request(
+        method,
+        f"/rooms/{fuzz_room.slug}/messages/{message_id}",
+        content=json.dumps({"text": text}),
+        headers={"Content-Type": "application/json"},
+    )
+    assert_clean(response)
+
+
+# Bytes HTTP allows in a header value (tab, visible ASCII, obs-text); anything else is
+# refused by hypercorn's parser before the application sees it.
+header_value = st.lists(
+    st.sampled_from([9, *range(0x20, 0x7F), *range(0x80, 0x100)]), max_size=40
+).map(bytes)
+
+
+@FUZZ
+@given(value=header_value)
+def test_stream_any_last_event_id(server: Server, fuzz_room: Room, value: bytes) -> None:
+    """Raw socket: the header goes on the wire exactly as generated, bytes and all."""
+    request = (
+        f"GET /rooms/{fuzz_room.slug}/events HTTP/1.1\r\nHost: {server.host}\r\n".encode()
+        + b"Last-Event-ID: " + value + b"\r\nConnection: close\r\n\r\n"
+    )  # fmt: skip
+    with socket.create_connection((server.host, server.port), timeout=10) as sock:
+        sock.sendall(request)
+        head = sock.recv(65536)
+    status = int(head.split(b" ", 2)[1])
+    assert status in (200, 400), head[:300]
+    if status == 400:
+        assert b"application/json" in head

@@ -1,0 +1,65 @@
+"""Hops 2-3 without I/O: backoff, and the per-stream buffer's contract."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from chat.listener import Backoff, Subscription
+from chat.sse import Frame
+
+
+def test_backoff_grows_exponentially_to_its_cap_with_jitter() -> None:
+    backoff = Backoff(0.5)
+    delays = [backoff.next_delay() for _ in range(10)]
+    nominal = [0.5, 1, 2, 4, 8, 16, 30, 30, 30, 30]
+    for delay, expected in zip(delays, nominal, strict=True):
+        assert expected * 0.9 <= delay <= expected * 1.1
+
+
+def test_backoff_refuses_a_non_positive_start() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        Backoff(0)
+
+
+def frame(seq: int) -> Frame:
+    return Frame(seq, f"id: {seq}\n\n".encode())
+
+
+async def test_subscription_hands_over_everything_buffered_at_once() -> None:
+    sub = Subscription("r", 0, limit=10)
+    assert sub.offer(frame(1))
+    assert sub.offer(frame(2))
+    assert [f.seq for f in await sub.next_frames() or []] == [1, 2]
+
+
+async def test_subscription_ignores_what_it_was_already_given() -> None:
+    sub = Subscription("r", 5, limit=10)  # replayed up to 5
+    assert sub.offer(frame(4))  # accepted, but not buffered
+    assert sub.offer(frame(6))
+    assert [f.seq for f in await sub.next_frames() or []] == [6]
+
+
+async def test_subscription_wakes_a_waiting_reader() -> None:
+    sub = Subscription("r", 0, limit=10)
+    reader = asyncio.create_task(sub.next_frames())
+    await asyncio.sleep(0)  # let it wait
+    sub.offer(frame(1))
+    async with asyncio.timeout(1):
+        assert [f.seq for f in await reader or []] == [1]
+
+
+async def test_full_subscription_refuses_and_close_ends_the_reader() -> None:
+    sub = Subscription("r", 0, limit=2)
+    assert sub.offer(frame(1))
+    assert sub.offer(frame(2))
+    assert not sub.offer(frame(3))  # the listener then drops it
+    sub.close(fell_behind=True)
+    assert await sub.next_frames() is None
+    assert sub.fell_behind
+
+
+def test_subscription_limit_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        Subscription("r", 0, limit=0)
