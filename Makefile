@@ -14,6 +14,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# prometheus_client's multiprocess files, one set per worker, emptied at each `make run`
+METRICS_DIR := .pgchat/metrics
 
 export DJANGO_SETTINGS_MODULE := config.settings
 
@@ -38,8 +40,9 @@ migrate: db
 
 run: migrate
 	@echo "pgchat: serving on http://$(HOST):$(PORT)/  ($(WORKERS) worker(s); Ctrl-C to stop)"
-	$(VENV)/bin/hypercorn config.asgi:application --bind $(HOST):$(PORT) --workers $(WORKERS) \
-		--access-logfile - --graceful-timeout 3
+	rm -rf $(METRICS_DIR) && mkdir -p $(METRICS_DIR)
+	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/$(METRICS_DIR) $(VENV)/bin/hypercorn config.asgi:application \
+		--bind $(HOST):$(PORT) --workers $(WORKERS) --access-logfile - --graceful-timeout 3
 
 test: lint db
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -27,7 +27,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from . import history, sse
+from . import history, metrics, sse
 from .events import CHANNEL, ChatEvent, InvalidPayload
 from .sse import Frame
 
@@ -132,6 +132,7 @@ class Listener:
         self.connected = False  # LISTENing and caught up; /healthz reports it
         self.connected_since: float | None = None
         self.last_event_at: float | None = None  # monotonic time of the last notification
+        self.last_lag_seconds: float | None = None  # trigger -> fan-out of the last live event
         self.stats: collections.Counter[str] = collections.Counter()
         self._rooms: dict[str, set[Subscription]] = {}  # room slug -> its open streams
         self._published: dict[str, int] = {}  # room slug -> highest seq published
@@ -166,9 +167,10 @@ class Listener:
             await asyncio.wait_for(task, timeout)  # cancels the task on timeout
         except TimeoutError:
             logger.warning("listener did not stop within %s s; cancelled", timeout)
-        for subs in self._rooms.values():
+        for room, subs in self._rooms.items():
             for sub in subs:
                 sub.close()  # each view ends its stream; browsers reconnect elsewhere
+            metrics.SUBSCRIBERS.labels(room).dec(len(subs))
         self._rooms.clear()
         self._published.clear()
         logger.info("listener stopped")
@@ -179,13 +181,16 @@ class Listener:
         """A buffer for a new stream that has been given everything up to ``seq``."""
         sub = Subscription(room, seq, self.queue_size)
         self._rooms.setdefault(room, set()).add(sub)
+        metrics.SUBSCRIBERS.labels(room).inc()
         return sub
 
     def unsubscribe(self, sub: Subscription, *, fell_behind: bool = False) -> None:
+        """Close and forget a subscription; idempotent (the listener may have dropped it)."""
         sub.close(fell_behind=fell_behind)
         subs = self._rooms.get(sub.room)
-        if subs is not None:
-            subs.discard(sub)
+        if subs is not None and sub in subs:
+            subs.remove(sub)
+            metrics.SUBSCRIBERS.labels(sub.room).dec()
             if not subs:
                 del self._rooms[sub.room]
                 self._published.pop(sub.room, None)
@@ -225,7 +230,7 @@ class Listener:
                     break
                 delay = backoff.next_delay()
                 bug = not isinstance(exc, psycopg.OperationalError)  # bugs get a traceback
-                self.stats["reconnects"] += 1
+                self._count("reconnects")
                 logger.warning(
                     "listener down: %r; reconnecting in %.2f s", exc, delay, exc_info=bug
                 )
@@ -237,6 +242,7 @@ class Listener:
         if connected == self.connected:
             return
         self.connected = connected
+        metrics.LISTENERS_CONNECTED.set(1 if connected else 0)
         if connected:
             self.connected_since = time.monotonic()
             assert self._ready is not None
@@ -284,7 +290,7 @@ class Listener:
         stub_ids = [event.message_id for event in events if event.is_stub]
         messages = {}
         if stub_ids:  # read once for every subscriber, and once for the whole batch
-            self.stats["stub_reads"] += 1
+            self._count("stub_reads")
             messages = await history.fetch_messages(conn, stub_ids)
         for event in events:
             if event.is_stub:
@@ -298,24 +304,31 @@ class Listener:
         try:
             return ChatEvent.from_payload(payload)
         except InvalidPayload as exc:
-            self.stats["invalid_payloads"] += 1
+            self._count("invalid_payloads")
             logger.warning("ignored a notification on %r: %s", CHANNEL, exc)
             return None
 
     def _publish(self, event: ChatEvent) -> None:
         """Frame once; offer the same bytes to every subscriber of the room."""
-        self.stats["events"] += 1
         subs = self._rooms.get(event.room)
         if not subs or event.seq <= self._published.get(event.room, 0):
             return
+        self._count("events")
         self._published[event.room] = event.seq
         frame = sse.encode(event)
         for sub in list(subs):
             if not sub.offer(frame):  # full: a stuck client must not stall the only listener
                 self.unsubscribe(sub, fell_behind=True)  # its buffer is freed now; the view
-                self.stats["slow_drops"] += 1  # catches up from the table when it can write
+                self._count("slow_drops")  # catches up from the table when it can write
                 logger.info("dropped a slow subscriber of %r (buffer full)", event.room)
-        self.stats["frames"] += len(subs)
+        self._count("frames", len(subs))
+        if event.sent_at is not None:  # live (not caught up): how long since the trigger ran
+            self.last_lag_seconds = time.time() - event.sent_at
+            metrics.NOTIFY_TO_SEND.observe(self.last_lag_seconds)
+
+    def _count(self, name: str, amount: int = 1) -> None:
+        self.stats[name] += amount  # this process's, for /healthz
+        metrics.COUNTERS[name].inc(amount)  # every worker's, for /metrics
 
 
 @functools.cache

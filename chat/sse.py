@@ -26,6 +26,7 @@ class Frame(NamedTuple):
 
     seq: int
     data: bytes
+    event: ChatEvent  # the same object for every subscriber; the CLI prints from it
 
 
 class InvalidCursor(ValueError):
@@ -35,7 +36,8 @@ class InvalidCursor(ValueError):
 def encode(event: ChatEvent) -> Frame:
     """The SSE frame of one event: ``id``, ``event`` and a one-line JSON ``data``."""
     data = json.dumps(event.message, ensure_ascii=False, separators=(",", ":"))
-    return Frame(event.seq, f"id: {event.seq}\nevent: {event.name}\ndata: {data}\n\n".encode())
+    frame = f"id: {event.seq}\nevent: {event.name}\ndata: {data}\n\n".encode()
+    return Frame(event.seq, frame, event)
 
 
 def parse_cursor(value: str | None) -> int | None:

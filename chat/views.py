@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -34,9 +35,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.csrf import ensure_csrf_cookie
 
-from . import history, rooms, sse
+from . import history, metrics, rooms, sse
+from .feed import CursorAhead, Feed
 from .forms import message_text
-from .listener import Subscription, get_listener
+from .listener import get_listener
 from .models import ChatMessage, Room
 
 HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX = 50, 200
@@ -133,82 +135,26 @@ async def _open_stream(request: HttpRequest, slug: str) -> HttpResponseBase:
         since = sse.parse_cursor(
             request.headers.get("Last-Event-ID") or request.GET.get("last_event_id")
         )
-    except sse.InvalidCursor as exc:
+        feed = await Feed.open(get_listener(), room.slug, since)
+    except (sse.InvalidCursor, CursorAhead) as exc:
         return error(400, str(exc))
-    listener = get_listener()
-    # Subscribe before reading the table: whatever commits in between is in one or both,
-    # and the Subscription drops what it was already given.
-    sub = listener.subscribe(room.slug, since or 0)
-    try:
-        async with history.connection() as conn:
-            first = await history.changes_after(conn, room.slug, since or 0)
-    except BaseException:
-        listener.unsubscribe(sub)
-        raise
-    if since is None:  # "from now": nothing to replay, the cursor is where we start
-        first = history.Page(first.cursor, [], has_more=False)
-        sub.advance(first.cursor)
-    elif since > first.cursor:
-        listener.unsubscribe(sub)
-        return error(400, f"Last-Event-ID {since} is ahead of room {slug!r} (at {first.cursor})")
-    response = StreamingHttpResponse(
-        _frames(sub, first, since or first.cursor), content_type="text/event-stream"
-    )
+    response = StreamingHttpResponse(_frames(feed), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # stop nginx buffering the stream
     return response
 
 
-async def _frames(sub: Subscription, first: history.Page, since: int) -> AsyncIterator[bytes]:
-    """RETRY, the replay from the table, then live frames; cleanup runs on disconnect.
-
-    A stream whose buffer overflowed (a slow client, or a burst larger than the buffer) is
-    dropped from the fan-out at once, so its memory is freed; when it can write again it
-    reads what it missed from the table and subscribes again, without a reconnect.
-    """
-    listener = get_listener()
-    sent = since  # the highest cursor written to this client
-    page: history.Page | None = first
+async def _frames(feed: Feed) -> AsyncIterator[bytes]:
+    """RETRY, then the feed as SSE bytes, a keepalive comment when it is quiet."""
     try:
         yield sse.RETRY
-        while True:
-            while True:  # replay from the table, in pages
-                if page is None:
-                    async with history.connection() as conn:
-                        page = await history.changes_after(conn, sub.room, sent)
-                if page.rows:
-                    yield b"".join(sse.encode(event).data for event in page.rows)
-                    sent = page.rows[-1].seq
-                    sub.advance(sent)
-                more, page = page.has_more, None
-                if not more:
-                    break
-            async for data, seq in _live(sub, sent):
-                yield data
-                sent = seq
-            if not sub.fell_behind:  # the server is stopping: end the stream, and
-                return  # EventSource reconnects elsewhere with Last-Event-ID
-            sub = listener.subscribe(sub.room, sent)  # subscribe first, then read the table
+        async for batch in feed.batches(settings.CHAT_SSE_HEARTBEAT):
+            if batch is None:
+                yield sse.KEEPALIVE
+            else:
+                yield b"".join(frame.data for frame in batch)  # one write for the batch
     finally:
-        listener.unsubscribe(sub)  # disconnect, shutdown or error: gone at once
-
-
-async def _live(sub: Subscription, sent: int) -> AsyncIterator[tuple[bytes, int]]:
-    """Live frames newer than ``sent``, batched into one write, with keepalives between."""
-    heartbeat = settings.CHAT_SSE_HEARTBEAT
-    while True:
-        try:
-            async with asyncio.timeout(heartbeat):
-                frames = await sub.next_frames()
-        except TimeoutError:
-            yield sse.KEEPALIVE, sent
-            continue
-        if frames is None:
-            return
-        fresh = [frame.data for frame in frames if frame.seq > sent]
-        if fresh:
-            sent = frames[-1].seq
-            yield b"".join(fresh), sent  # one write for everything buffered
+        feed.close()  # the client went away (Django cancels us) or the server stops
 
 
 # -- the JSON API ------------------------------------------------------------------------
@@ -348,25 +294,44 @@ def _int_param(
 
 
 async def healthz(request: HttpRequest) -> JsonResponse:
-    """200 when the database answers and the listener is LISTENing; 503 otherwise."""
+    """200 when the database answers and the listener is LISTENing; 503 otherwise.
+
+    Reports this worker process: with several workers, each answers for itself.
+    """
     listener = get_listener()
     body: dict[str, Any] = {
+        "worker": os.getpid(),
         "listener_connected": listener.connected,
+        "listener_lag_seconds": listener.last_lag_seconds,  # trigger -> fan-out, last event
         "subscribers": listener.subscriber_count,
         "counters": dict(listener.stats),
         "database": False,
     }
     try:
-        async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
-            async with history.connection() as conn:
-                cur = await conn.execute("SELECT pg_notification_queue_usage()")
-                row = await cur.fetchone()
+        body["notification_queue_usage"] = await _notification_queue_usage()
         body["database"] = True
-        body["notification_queue_usage"] = row[0] if row else None
     except Exception as exc:  # DatabaseError, PoolTimeout, TimeoutError: report, never raise
         body["database_error"] = str(exc) or type(exc).__name__
     body["status"] = "ok" if body["database"] and listener.connected else "unavailable"
     return JsonResponse(body, status=200 if body["status"] == "ok" else 503)
+
+
+async def metrics_view(request: HttpRequest) -> HttpResponse:
+    """Prometheus text format: all workers' counters, gauges and latency histogram."""
+    try:
+        usage: float | None = await _notification_queue_usage()
+    except Exception:  # the database is down: still report what the workers know
+        usage = None
+    text = await asyncio.to_thread(metrics.exposition, usage)  # reads files: off the loop
+    return HttpResponse(text, content_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+async def _notification_queue_usage() -> float:
+    async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
+        async with history.connection() as conn:
+            cur = await conn.execute("SELECT pg_notification_queue_usage()")
+            row = await cur.fetchone()
+    return float(row[0]) if row else 0.0
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:

@@ -21,7 +21,7 @@ django_application = ASGIStaticFilesHandler(get_asgi_application())
 
 from django.conf import settings  # noqa: E402
 
-from chat import history  # noqa: E402
+from chat import history, metrics  # noqa: E402
 from chat.listener import get_listener  # noqa: E402
 
 logger = logging.getLogger("pgchat.asgi")
@@ -56,5 +56,6 @@ async def _lifespan(receive: Any, send: Any) -> None:
         elif message["type"] == "lifespan.shutdown":
             await get_listener().stop()  # ends every open stream: clients reconnect
             await history.close_pool()
+            metrics.forget_this_process()
             await send({"type": "lifespan.shutdown.complete"})
             return

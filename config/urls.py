@@ -20,6 +20,7 @@ urlpatterns = [
         name="message_detail",
     ),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", views.metrics_view, name="metrics"),
     path("accounts/signup/", pages.signup, name="signup"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),

@@ -24,6 +24,7 @@ from .servers import (
     Browserless,
     Server,
     database_url,
+    server_backends,
     wait_for_server_backends_gone,
 )
 
@@ -129,17 +130,18 @@ def scratch_cluster() -> Iterator[EmbeddedPostgres]:
 @pytest.fixture
 def make_server(db_url: str) -> Iterator[Callable[..., Server]]:
     """Start extra servers with their own settings (env); all stopped afterwards."""
-    started: list[Server] = []
+    started: list[tuple[Server, int]] = []
 
     def make(url: str | None = None, *, workers: int = 1, **env: str) -> Server:
+        before = server_backends(url or db_url)
         server = Server(url or db_url, workers=workers, env=env).start()
-        started.append(server)
+        started.append((server, before))
         return server
 
     yield make
-    for server in started:
+    for server, before in reversed(started):
         server.stop()
-        wait_for_server_backends_gone(server.db_url)
+        wait_for_server_backends_gone(server.db_url, leave=before)
 
 
 @pytest.fixture

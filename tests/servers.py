@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -63,8 +64,12 @@ class Server:
         return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = 30.0) -> Server:
+        metrics_dir = OUTPUT_DIR / f"metrics-{self.port}"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
         env = {
             **os.environ,
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),  # as `make run` does
             "DATABASE_URL": self.db_url,
             "CHAT_SSE_HEARTBEAT": "1",
             "CHAT_FAST_PASSWORD_HASHER": "1",  # the test process hashes the same way
@@ -241,8 +246,14 @@ def listen_backends(db_url: str, application_name: str = "pgchat-listener") -> l
         ).fetchall()
 
 
-def wait_for_server_backends_gone(db_url: str, timeout: float = 15.0) -> None:
-    """Wait until a stopped server's sessions are gone (backends exit asynchronously)."""
+def server_backends(db_url: str) -> int:
+    """How many sessions pgchat servers hold on the database (listeners + read pools)."""
+    return len(listen_backends(db_url)) + len(listen_backends(db_url, "pgchat-reader"))
+
+
+def wait_for_server_backends_gone(db_url: str, timeout: float = 15.0, *, leave: int = 0) -> None:
+    """Wait until a stopped server's sessions are gone (backends exit asynchronously),
+    leaving ``leave`` sessions of servers still running."""
     import psycopg
 
     deadline = time.monotonic() + timeout
@@ -250,7 +261,12 @@ def wait_for_server_backends_gone(db_url: str, timeout: float = 15.0) -> None:
         psycopg.connect(db_url, connect_timeout=5).close()
     except psycopg.OperationalError:
         return  # the database itself is down: no session of anyone's is left
-    while len(listen_backends(db_url)) + len(listen_backends(db_url, "pgchat-reader")) > 0:
+    while server_backends(db_url) > leave:
         if time.monotonic() > deadline:
-            raise TimeoutError("the server's database sessions outlived it")
+            with psycopg.connect(db_url, autocommit=True) as conn:
+                sessions = conn.execute(
+                    "SELECT pid, application_name, state, backend_start, query"
+                    " FROM pg_stat_activity WHERE application_name LIKE 'pgchat-%'"
+                ).fetchall()
+            raise TimeoutError(f"the server's database sessions outlived it: {sessions}")
         time.sleep(POLL_SECONDS)

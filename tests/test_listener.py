@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from chat.events import ChatEvent
 from chat.listener import Backoff, Subscription
 from chat.sse import Frame
 
@@ -24,7 +25,8 @@ def test_backoff_refuses_a_non_positive_start() -> None:
 
 
 def frame(seq: int) -> Frame:
-    return Frame(seq, f"id: {seq}\n\n".encode())
+    event = ChatEvent(room="r", seq=seq, op="created", message_id=seq, message={})
+    return Frame(seq, f"id: {seq}\n\n".encode(), event)
 
 
 async def test_subscription_hands_over_everything_buffered_at_once() -> None:

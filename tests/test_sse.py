@@ -13,10 +13,11 @@ def event(**message: object) -> ChatEvent:
 
 
 def test_frame_has_id_event_and_one_data_line() -> None:
-    frame = sse.encode(event(id=17, text="hi"))
-    assert frame == sse.Frame(
-        42, b'id: 42\nevent: message.created\ndata: {"id":17,"text":"hi"}\n\n'
-    )
+    chat_event = event(id=17, text="hi")
+    frame = sse.encode(chat_event)
+    assert frame.seq == 42
+    assert frame.data == b'id: 42\nevent: message.created\ndata: {"id":17,"text":"hi"}\n\n'
+    assert frame.event is chat_event
 
 
 @pytest.mark.parametrize(

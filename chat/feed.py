@@ -1,0 +1,104 @@
+"""Hop 3 to 4: one client's feed of a room: what it missed (from the log), then live frames.
+
+Upstream:   chat/listener.py (a Subscription per feed) and chat/history.py (the log).
+Downstream: chat/views.py frames it as SSE; ``manage.py chat tail`` prints it.
+On failure: nothing is lost. A feed that falls behind (its buffer overflowed) is dropped from
+            the fan-out at once, so memory stays bounded, and catches up from the log when
+            its consumer comes back; a feed whose server stops simply ends, and the client
+            resumes elsewhere from its cursor.
+
+The order is what makes the seams safe: subscribe first, then read the log; every frame at
+or below the cursor already given is dropped, so nothing is missed or repeated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from . import history
+from .listener import Listener, Subscription
+from .sse import Frame, encode
+
+
+class CursorAhead(ValueError):
+    """A resume cursor beyond the room's latest change (a reset room, or a made-up id)."""
+
+
+class Feed:
+    """Open with ``await Feed.open(...)`` (it validates the cursor), then iterate ``batches``."""
+
+    def __init__(self, listener: Listener, sub: Subscription, first: history.Page, since: int):
+        self._listener, self._sub, self._page, self.cursor = listener, sub, first, since
+
+    @classmethod
+    async def open(cls, listener: Listener, room: str, since: int | None) -> Feed:
+        """Subscribe, then read the first page of the log after ``since``.
+
+        ``since=None`` means "from now": the room's current cursor, with nothing to replay.
+        Raises CursorAhead for a cursor the room has not reached.
+        """
+        sub = listener.subscribe(room, since or 0)
+        try:
+            async with history.connection() as conn:
+                first = await history.changes_after(conn, room, since or 0)
+        except BaseException:
+            listener.unsubscribe(sub)
+            raise
+        if since is None:
+            sub.advance(first.cursor)
+            return cls(listener, sub, history.Page(first.cursor, [], False), first.cursor)
+        if since > first.cursor:
+            listener.unsubscribe(sub)
+            raise CursorAhead(f"cursor {since} is ahead of room {room!r} (at {first.cursor})")
+        return cls(listener, sub, first, since)
+
+    async def batches(self, idle_seconds: float) -> AsyncIterator[list[Frame] | None]:
+        """Frames in cursor order, several at a time; None after ``idle_seconds`` of quiet
+        (the SSE view sends a keepalive then). Ends when the server stops."""
+        try:
+            while True:
+                async for batch in self._replay():
+                    yield batch
+                async for batch in self._live(idle_seconds):
+                    yield batch
+                if not self._sub.fell_behind:
+                    return
+                # Dropped as slow: subscribe again first, then read what we missed.
+                self._sub = self._listener.subscribe(self._sub.room, self.cursor)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Leave the fan-out (idempotent); the view calls it when the client goes away."""
+        self._listener.unsubscribe(self._sub)
+
+    async def _replay(self) -> AsyncIterator[list[Frame]]:
+        page = self._page
+        self._page = None
+        while True:
+            if page is None:
+                async with history.connection() as conn:
+                    page = await history.changes_after(conn, self._sub.room, self.cursor)
+            if page.rows:
+                yield [encode(event) for event in page.rows]
+                self.cursor = page.rows[-1].seq
+                self._sub.advance(self.cursor)
+            if not page.has_more:
+                return
+            page = None
+
+    async def _live(self, idle_seconds: float) -> AsyncIterator[list[Frame] | None]:
+        while True:
+            try:
+                async with asyncio.timeout(idle_seconds):
+                    frames = await self._sub.next_frames()
+            except TimeoutError:
+                yield None
+                continue
+            if frames is None:
+                return
+            fresh = [frame for frame in frames if frame.seq > self.cursor]
+            if fresh:
+                self.cursor = fresh[-1].seq
+                yield fresh

@@ -1,0 +1,99 @@
+"""Prometheus metrics of the data path, safe with several hypercorn workers.
+
+With ``PROMETHEUS_MULTIPROC_DIR`` set (``make run`` sets it and empties it at start), every
+worker writes its values to files there and ``/metrics`` on any worker adds them up. Without
+it, each process reports its own values, which is right for a single worker.
+
+Updated once per event or per connection, never once per subscriber per event: the fan-out
+loop stays free of metric calls.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+# Where `make run` keeps the workers' files; `manage.py chat rooms` reads them from here.
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / ".pgchat" / "metrics"
+
+SUBSCRIBERS = Gauge(
+    "pgchat_subscribers", "Open event streams, by room.", ["room"], multiprocess_mode="livesum"
+)
+LISTENERS_CONNECTED = Gauge(
+    "pgchat_listener_connected",
+    "LISTEN connections that are up and caught up (one per worker process).",
+    multiprocess_mode="livesum",
+)
+NOTIFY_TO_SEND = Histogram(
+    "pgchat_notify_to_send_seconds",
+    "From the trigger running in the writer's transaction to the event's frame being in "
+    "every subscriber's buffer (includes the rest of that transaction and its COMMIT).",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+COUNTERS = {
+    "events": Counter("pgchat_events_relayed_total", "Events fanned out (live or caught up)."),
+    "frames": Counter("pgchat_frames_sent_total", "Frames handed to subscribers' buffers."),
+    "reconnects": Counter("pgchat_listener_reconnects_total", "Times the listener reconnected."),
+    "slow_drops": Counter(
+        "pgchat_slow_subscriber_drops_total",
+        "Streams dropped from the fan-out because their buffer was full.",
+    ),
+    "stub_reads": Counter(
+        "pgchat_stub_reads_total", "Reads of rows whose NOTIFY payload was a stub (too large)."
+    ),
+    "invalid_payloads": Counter(
+        "pgchat_invalid_payloads_total", "Notifications on the channel that were not events."
+    ),
+}
+
+
+def exposition(notification_queue_usage: float | None) -> bytes:
+    """The Prometheus text: every worker's metrics, plus the cluster's NOTIFY queue usage."""
+    if MULTIPROCESS:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    text = generate_latest(registry)
+    if notification_queue_usage is not None:  # read at scrape time: one value per cluster
+        extra = CollectorRegistry()
+        Gauge(
+            "pgchat_notification_queue_usage",
+            "pg_notification_queue_usage(): fraction of PostgreSQL's NOTIFY queue in use.",
+            registry=extra,
+        ).set(notification_queue_usage)
+        text += generate_latest(extra)
+    return text
+
+
+def subscribers_by_room(directory: str | None = None) -> dict[str, int] | None:
+    """Open streams per room across the live workers writing to ``directory`` (by default
+    $PROMETHEUS_MULTIPROC_DIR, else make run's); None when no server writes there."""
+    path = Path(directory or os.environ.get("PROMETHEUS_MULTIPROC_DIR") or DEFAULT_DIR)
+    if not any(path.glob("gauge_livesum_*.db")):
+        return None
+    for metric in multiprocess.MultiProcessCollector(None, path=str(path)).collect():
+        if metric.name == "pgchat_subscribers":
+            return {
+                sample.labels["room"]: int(sample.value)
+                for sample in metric.samples
+                if sample.value
+            }
+    return {}
+
+
+def forget_this_process() -> None:
+    """At shutdown: drop this worker's live gauges (its subscribers, its listener)."""
+    if MULTIPROCESS:
+        multiprocess.mark_process_dead(os.getpid())
