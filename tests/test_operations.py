@@ -172,3 +172,18 @@ def test_cli_rooms_lists_rooms_with_counts(room: Room, db_url: str) -> None:
     assert result.returncode == 0, result.stderr
     line = next(line for line in result.stdout.splitlines() if line.startswith(room.slug))
     assert line.split()[1] == "1"  # messages
+
+
+async def test_listener_uses_its_own_dsn_and_the_rest_uses_database_url(db_url: str) -> None:
+    """Behind a transaction-pooling PgBouncer, LISTEN must go to a session-mode DSN. Point
+    the listener's DSN at nothing: the listener is down while ordinary queries still work."""
+    server = Server(db_url, env={"CHAT_LISTEN_DATABASE_URL": "postgresql://127.0.0.1:1/none"})
+    await asyncio.to_thread(server.start_without_waiting)
+    try:
+        body = await asyncio.to_thread(server.wait_health, 503, DEADLINE)
+        assert body["database"] is True  # DATABASE_URL: fine
+        assert body["listener_connected"] is False  # CHAT_LISTEN_DATABASE_URL: unreachable
+        response = httpx.get(f"{server.url}/rooms/", timeout=5)
+        assert response.status_code == 200  # the web works without the listener
+    finally:
+        server.stop()
