@@ -224,11 +224,15 @@ class Browserless:
         return {"Cookie": "; ".join(f"{k}={v}" for k, v in self.client.cookies.items())}
 
 
-def admin_form_fields(html: str) -> dict[str, str]:
-    """The CSRF token from a Django admin form page."""
-    match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html)
+async def admin_save_message(staff: Browserless, url: str, **fields: str) -> None:
+    """Fill and submit the Django admin's message form at ``url`` (add or change)."""
+    form = await staff.client.get(url)
+    assert form.status_code == 200, form.status_code
+    match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text)
     assert match, "no CSRF token in the admin form"
-    return {"csrfmiddlewaretoken": match.group(1)}
+    data = {"sender": "", "deleted_at_0": "", "deleted_at_1": "", **fields}
+    response = await staff.client.post(url, data={"csrfmiddlewaretoken": match.group(1), **data})
+    assert response.status_code == 302, response.text[:2000]  # saved: redirected to the list
 
 
 async def collect(client: SSEClient, count: int, timeout: float) -> list[Any]:
