@@ -147,6 +147,7 @@ async def _open_stream(request: HttpRequest, slug: str) -> HttpResponseBase:
 async def _frames(feed: Feed) -> AsyncIterator[bytes]:
     """RETRY, then the feed as SSE bytes, a keepalive comment when it is quiet."""
     try:
+        rooms.release_request_thread()  # the middleware ran; nothing sync is left to do
         yield sse.RETRY
         async for batch in feed.batches(settings.CHAT_SSE_HEARTBEAT):
             if batch is None:

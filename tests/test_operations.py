@@ -187,3 +187,29 @@ async def test_listener_uses_its_own_dsn_and_the_rest_uses_database_url(db_url: 
         assert response.status_code == 200  # the web works without the listener
     finally:
         server.stop()
+
+
+async def test_open_streams_hold_no_thread_and_no_database_connection(
+    make_server: Callable[..., Server], room: Room, db_url: str
+) -> None:
+    """Django gives each in-flight request a thread and a DB connection of its own; a stream
+    is a request that lasts, so it must give both back once it starts streaming."""
+    import psutil
+
+    server = make_server()
+    worker = psutil.Process(server.health()[1]["worker"])
+    threads_before = worker.num_threads()
+    sessions_before = await asyncio.to_thread(_sessions, db_url)
+    streams = await asyncio.gather(*(server.stream(room.slug) for _ in range(100)))
+    assert server.health()[1]["subscribers"] == 100
+    assert worker.num_threads() < threads_before + 10  # not one per stream
+    assert await asyncio.to_thread(_sessions, db_url) < sessions_before + 10
+    await asyncio.gather(*(s.aclose() for s in streams))
+
+
+def _sessions(db_url: str) -> int:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        ).fetchone()
+    return int(row[0]) if row else 0
