@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from typing import Any, NamedTuple, cast
 
 import psycopg
@@ -141,19 +141,6 @@ async def changes_after(
     return Page(cursor, events, has_more)
 
 
-async def replay(
-    conn: psycopg.AsyncConnection[Any], room: str, after: int
-) -> AsyncIterator[list[ChatEvent]]:
-    """Every change after ``after``, in batches, until the log is exhausted."""
-    while True:
-        page = await changes_after(conn, room, after)
-        if page.rows:
-            yield page.rows
-            after = page.rows[-1].seq
-        if not page.has_more:
-            return
-
-
 async def changes_after_each(
     conn: psycopg.AsyncConnection[Any], positions: dict[str, int]
 ) -> list[ChatEvent]:
@@ -219,7 +206,3 @@ def tombstone(room: str, message_id: int, deleted_at: str) -> dict[str, Any]:
         "text": "",
         "deleted_at": deleted_at,
     }
-
-
-def latest_seq(events: Iterable[ChatEvent], default: int) -> int:
-    return max((event.seq for event in events), default=default)

@@ -130,8 +130,6 @@ class Listener:
         self.conninfo, self.queue_size = conninfo, queue_size
         self.backoff_initial = backoff_initial
         self.connected = False  # LISTENing and caught up; /healthz reports it
-        self.connected_since: float | None = None
-        self.last_event_at: float | None = None  # monotonic time of the last notification
         self.last_lag_seconds: float | None = None  # trigger -> fan-out of the last live event
         self.stats: collections.Counter[str] = collections.Counter()
         self._rooms: dict[str, set[Subscription]] = {}  # room slug -> its open streams
@@ -244,14 +242,11 @@ class Listener:
         self.connected = connected
         metrics.LISTENERS_CONNECTED.set(1 if connected else 0)
         if connected:
-            self.connected_since = time.monotonic()
             assert self._ready is not None
             self._ready.set()
             logger.info("listener connected: LISTEN %s, caught up", CHANNEL)
-        else:
-            self.connected_since = None
-            if not quietly:
-                logger.warning("listener disconnected")
+        elif not quietly:
+            logger.warning("listener disconnected")
 
     async def _catch_up(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """Publish what each room's subscribers missed while there was no LISTEN."""
@@ -277,7 +272,7 @@ class Listener:
                 async for notify in conn.notifies(timeout=self.POLL_SECONDS, stop_after=1)
             ]
             if batch:
-                last_heard = self.last_event_at = time.monotonic()
+                last_heard = time.monotonic()
                 await self._deliver(conn, batch)
             elif time.monotonic() - last_heard > self.PING_SECONDS:
                 async with asyncio.timeout(self.PING_SECONDS):  # a hung peer raises here
