@@ -56,7 +56,7 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff format .
 
 bench: migrate
-	$(PY) -m bench $(BENCH_ARGS)
+	$(PY) -m bench --workers $(WORKERS) $(BENCH_ARGS)
 
 psql: db
 ifdef DATABASE_URL
