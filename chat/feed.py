@@ -13,7 +13,6 @@ or below the cursor already given is dropped, so nothing is missed or repeated.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 from . import history
@@ -41,26 +40,28 @@ class Feed:
         sub = listener.subscribe(room, since or 0)
         try:
             async with history.connection() as conn:
-                first = await history.changes_after(conn, room, since or 0)
+                if since is None:  # one index probe, not a page of history to discard
+                    cursor = await history.current_cursor(conn, room)
+                    sub.advance(cursor)
+                    return cls(listener, sub, history.Page(cursor, [], False), cursor)
+                first = await history.changes_after(conn, room, since)
         except BaseException:
             listener.unsubscribe(sub)
             raise
-        if since is None:
-            sub.advance(first.cursor)
-            return cls(listener, sub, history.Page(first.cursor, [], False), first.cursor)
         if since > first.cursor:
             listener.unsubscribe(sub)
             raise CursorAhead(f"cursor {since} is ahead of room {room!r} (at {first.cursor})")
         return cls(listener, sub, first, since)
 
-    async def batches(self, idle_seconds: float) -> AsyncIterator[list[Frame] | None]:
-        """Frames in cursor order, several at a time; None after ``idle_seconds`` of quiet
-        (the SSE view sends a keepalive then). Ends when the server stops."""
+    async def batches(self) -> AsyncIterator[list[Frame] | None]:
+        """Frames in cursor order, several at a time; None when the listener's heartbeat
+        found the feed idle (the SSE view sends a keepalive then). Ends when the server
+        stops."""
         try:
             while True:
                 async for batch in self._replay():
                     yield batch
-                async for batch in self._live(idle_seconds):
+                async for batch in self._live():
                     yield batch
                 if not self._sub.fell_behind:
                     return
@@ -88,16 +89,14 @@ class Feed:
                 return
             page = None
 
-    async def _live(self, idle_seconds: float) -> AsyncIterator[list[Frame] | None]:
+    async def _live(self) -> AsyncIterator[list[Frame] | None]:
         while True:
-            try:
-                async with asyncio.timeout(idle_seconds):
-                    frames = await self._sub.next_frames()
-            except TimeoutError:
-                yield None
-                continue
+            frames = await self._sub.next_frames()
             if frames is None:
                 return
+            if not frames:  # idle for a heartbeat
+                yield None
+                continue
             fresh = [frame for frame in frames if frame.seq > self.cursor]
             if fresh:
                 self.cursor = fresh[-1].seq

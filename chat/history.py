@@ -27,7 +27,7 @@ from psycopg_pool import AsyncConnectionPool
 from .events import MESSAGE_FIELDS, ChatEvent, Op
 
 REPLAY_BATCH = 500  # changes per query when replaying; a long absence takes several queries
-POOL_MAX_SIZE = 8  # per process; replays are short single statements
+POOL_MAX_SIZE = 4  # per process; replays are short single statements
 
 _pool: AsyncConnectionPool | None = None
 
@@ -118,6 +118,7 @@ _RECENT_MESSAGES = """
     ORDER BY recent.id
 """
 
+_CURSOR = "SELECT coalesce(max(seq), 0) FROM chat_messagechange WHERE room_id = %s"
 _ONE_MESSAGE = "SELECT chat_message_json(m)::text FROM chat_chatmessage m WHERE m.id = %s"
 _SOME_MESSAGES = (
     "SELECT m.id, chat_message_json(m)::text FROM chat_chatmessage m WHERE m.id = ANY(%s)"
@@ -139,6 +140,13 @@ async def changes_after(
     ]
     has_more = sum(1 for row in rows if row[1] is not None) >= limit
     return Page(cursor, events, has_more)
+
+
+async def current_cursor(conn: psycopg.AsyncConnection[Any], room: str) -> int:
+    """The room's latest cursor: where a stream opened "from now" starts."""
+    cur = await conn.execute(_CURSOR, (room,))
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
 
 
 async def changes_after_each(

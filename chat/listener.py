@@ -58,7 +58,9 @@ class Subscription:
     chunk, and the hot path (``offer``) is a comparison and an append.
     """
 
-    __slots__ = ("_closed", "_frames", "_limit", "_waiter", "fell_behind", "room", "seq")
+    __slots__ = (
+        "_closed", "_frames", "_heard", "_idle", "_limit", "_waiter", "fell_behind", "room", "seq",
+    )  # fmt: skip
 
     def __init__(self, room: str, seq: int, limit: int) -> None:
         if limit < 1:
@@ -69,6 +71,8 @@ class Subscription:
         self._limit = limit
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
+        self._heard = False  # a frame came since the last heartbeat tick
+        self._idle = False  # the last tick found it quiet: the reader sends a keepalive
         self.fell_behind = False  # closed because its buffer overflowed, not by a shutdown
 
     @property
@@ -83,6 +87,7 @@ class Subscription:
             return False
         self._frames.append(frame)
         self.seq = frame.seq
+        self._heard = True
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -92,11 +97,26 @@ class Subscription:
         """Note that the stream replayed up to ``seq`` from the table itself."""
         self.seq = max(self.seq, seq)
 
+    def heartbeat(self) -> None:
+        """The listener's periodic tick: a reader that heard nothing since the previous
+        tick is woken with an empty batch (and sends a keepalive). One timer for all
+        streams, instead of a timeout per stream per wait."""
+        if self._heard:
+            self._heard = False
+            return
+        self._idle = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
     async def next_frames(self) -> list[Frame] | None:
-        """Everything buffered, waiting for at least one frame; None once closed."""
+        """Everything buffered, waiting for at least one frame; [] when idle for a
+        heartbeat; None once closed."""
         while not self._frames:
             if self._closed:
                 return None
+            if self._idle:
+                self._idle = False
+                return []
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
@@ -123,12 +143,19 @@ class Listener:
     POLL_SECONDS = 1.0  # how often the notifies wait wakes up to notice stop()
 
     def __init__(
-        self, conninfo: str, *, queue_size: int = 256, backoff_initial: float = 0.5
+        self,
+        conninfo: str,
+        *,
+        queue_size: int = 256,
+        backoff_initial: float = 0.5,
+        heartbeat_seconds: float = 15.0,
     ) -> None:
         if queue_size < 1:
             raise ValueError(f"queue_size must be at least 1, got {queue_size}")
+        if heartbeat_seconds <= 0:
+            raise ValueError(f"heartbeat_seconds must be positive, got {heartbeat_seconds}")
         self.conninfo, self.queue_size = conninfo, queue_size
-        self.backoff_initial = backoff_initial
+        self.backoff_initial, self.heartbeat_seconds = backoff_initial, heartbeat_seconds
         self.connected = False  # LISTENing and caught up; /healthz reports it
         self.last_lag_seconds: float | None = None  # trigger -> fan-out of the last live event
         self.stats: collections.Counter[str] = collections.Counter()
@@ -136,6 +163,7 @@ class Listener:
         self._published: dict[str, int] = {}  # room slug -> highest seq published
         # Made in start(), not here: asyncio objects must belong to the running loop.
         self._task: asyncio.Task[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
         self._stopping: asyncio.Event | None = None
         self._ready: asyncio.Event | None = None
 
@@ -146,6 +174,7 @@ class Listener:
             self._stopping = asyncio.Event()
             self._ready = asyncio.Event()
             self._task = asyncio.create_task(self._run(self._stopping), name="pgchat-listener")
+            self._ticker = asyncio.create_task(self._tick(), name="pgchat-heartbeat")
 
     async def wait_connected(self, timeout: float) -> bool:
         """True once the first LISTEN is up (used at start-up, so /healthz is honest)."""
@@ -160,6 +189,8 @@ class Listener:
         task, self._task = self._task, None
         if task is None or self._stopping is None:
             return
+        if self._ticker is not None:
+            self._ticker.cancel()
         self._stopping.set()
         try:
             await asyncio.wait_for(task, timeout)  # cancels the task on timeout
@@ -172,6 +203,14 @@ class Listener:
         self._rooms.clear()
         self._published.clear()
         logger.info("listener stopped")
+
+    async def _tick(self) -> None:
+        """Every heartbeat, wake the streams that heard nothing since the last one."""
+        while True:
+            await asyncio.sleep(self.heartbeat_seconds)
+            for subs in self._rooms.values():
+                for sub in subs:
+                    sub.heartbeat()
 
     # -- subscribers -----------------------------------------------------------------------
 
@@ -335,4 +374,5 @@ def get_listener() -> Listener:
         settings.CHAT_LISTEN_DATABASE_URL,
         queue_size=settings.CHAT_SUBSCRIBER_QUEUE_SIZE,
         backoff_initial=settings.CHAT_LISTENER_BACKOFF,
+        heartbeat_seconds=settings.CHAT_SSE_HEARTBEAT,
     )

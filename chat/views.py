@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, ValidationError
-from django.db import DataError, IntegrityError
+from django.db import DatabaseError, DataError, IntegrityError
 from django.http import (
     HttpRequest,
     HttpResponse,
@@ -34,6 +36,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.csrf import ensure_csrf_cookie
+from psycopg_pool import PoolTimeout
 
 from . import history, metrics, rooms, sse
 from .feed import CursorAhead, Feed
@@ -41,6 +44,7 @@ from .forms import message_text
 from .listener import get_listener
 from .models import ChatMessage, Room
 
+logger = logging.getLogger("pgchat.views")
 HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX = 50, 200
 HEALTH_TIMEOUT_SECONDS = 1.0  # a health check answers fast, even when the database hangs
 View = Callable[..., Awaitable[HttpResponseBase]]
@@ -56,7 +60,7 @@ def error(status: int, message: str, **headers: str) -> JsonResponse:
 
 async def dispatch(request: HttpRequest, handlers: dict[str, View], *args: Any) -> Any:
     """Route by method, answering a JSON 405 with an Allow header for the others; map the
-    access errors of chat/rooms.py to 404 and 403."""
+    access errors of chat/rooms.py to 404 and 403, and an unreachable database to 503."""
     handler = handlers.get(request.method or "")
     if handler is None:
         allowed = ", ".join(sorted(handlers))
@@ -67,6 +71,9 @@ async def dispatch(request: HttpRequest, handlers: dict[str, View], *args: Any) 
         return error(404, str(exc))
     except rooms.NotAllowed as exc:
         return error(403, str(exc))
+    except (DatabaseError, psycopg.Error, PoolTimeout) as exc:  # down, restarting, saturated
+        logger.warning("database unavailable for %s %s: %r", request.method, request.path, exc)
+        return error(503, "the database is unavailable; retry shortly", Retry_After="2")
 
 
 # -- pages -------------------------------------------------------------------------------
@@ -149,7 +156,7 @@ async def _frames(feed: Feed) -> AsyncIterator[bytes]:
     try:
         rooms.release_request_thread()  # the middleware ran; nothing sync is left to do
         yield sse.RETRY
-        async for batch in feed.batches(settings.CHAT_SSE_HEARTBEAT):
+        async for batch in feed.batches():
             if batch is None:
                 yield sse.KEEPALIVE
             else:

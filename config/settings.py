@@ -45,9 +45,20 @@ def _database_from_url(url: str) -> dict[str, Any]:
         "PORT": params.pop("port", ""),
         # Anything else (sslmode, options, ...) goes to psycopg as is; the name tells
         # operators which sessions in pg_stat_activity are the web's.
-        "OPTIONS": {"application_name": "pgchat-web", **params},
-        "CONN_MAX_AGE": 0,
-        # Each test database name is derived by Django; keep the default.
+        "OPTIONS": {
+            "application_name": "pgchat-web",
+            # A bounded pool per process: a burst of requests (a reconnect storm after a
+            # restart) waits for a connection instead of exceeding max_connections.
+            "pool": {
+                "min_size": 1,
+                "max_size": int(os.environ.get("CHAT_DB_POOL_SIZE", "8")),
+                "timeout": 10,  # seconds a request waits for a connection, then 503
+            },
+            **params,
+        },
+        "CONN_MAX_AGE": 0,  # required with "pool": connections go back to it at once
+        "CONN_HEALTH_CHECKS": True,  # the pool checks a connection before lending it out,
+        # so the first requests after a database restart don't fail on dead connections
     }
 
 

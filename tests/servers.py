@@ -250,8 +250,8 @@ def listen_backends(db_url: str, application_name: str = "pgchat-listener") -> l
 
     with psycopg.connect(db_url, autocommit=True) as conn:
         return conn.execute(
-            "SELECT pid, datname, query FROM pg_stat_activity "
-            "WHERE application_name = %s AND backend_type = 'client backend'",
+            "SELECT pid, datname, query FROM pg_stat_activity WHERE application_name = %s"
+            " AND backend_type = 'client backend' AND datname = current_database()",
             (application_name,),
         ).fetchall()
 
@@ -277,6 +277,7 @@ def wait_for_server_backends_gone(db_url: str, timeout: float = 15.0, *, leave: 
                 sessions = conn.execute(
                     "SELECT pid, application_name, state, backend_start, query"
                     " FROM pg_stat_activity WHERE application_name LIKE 'pgchat-%'"
+                    " AND datname = current_database()"
                 ).fetchall()
             raise TimeoutError(f"the server's database sessions outlived it: {sessions}")
         time.sleep(POLL_SECONDS)

@@ -65,3 +65,25 @@ async def test_full_subscription_refuses_and_close_ends_the_reader() -> None:
 def test_subscription_limit_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         Subscription("r", 0, limit=0)
+
+
+async def test_heartbeat_wakes_an_idle_reader_with_an_empty_batch() -> None:
+    sub = Subscription("r", 0, limit=10)
+    reader = asyncio.create_task(sub.next_frames())
+    await asyncio.sleep(0)
+    sub.heartbeat()  # nothing heard since the last tick
+    async with asyncio.timeout(1):
+        assert await reader == []  # the view sends a keepalive
+
+
+async def test_heartbeat_leaves_a_busy_reader_alone() -> None:
+    sub = Subscription("r", 0, limit=10)
+    sub.offer(frame(1))
+    sub.heartbeat()  # it heard something this interval: no keepalive due
+    assert [f.seq for f in await sub.next_frames() or []] == [1]
+    reader = asyncio.create_task(sub.next_frames())
+    await asyncio.sleep(0)
+    assert not reader.done()
+    sub.heartbeat()  # a whole interval of quiet now
+    async with asyncio.timeout(1):
+        assert await reader == []

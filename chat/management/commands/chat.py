@@ -105,7 +105,7 @@ class Command(BaseCommand):
 
     async def _print(self, feed: Feed, stop: asyncio.Event, count: int | None) -> None:
         printed = 0
-        batches = feed.batches(idle_seconds=1.0)
+        batches = feed.batches()
         stopping = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
