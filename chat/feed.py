@@ -61,8 +61,15 @@ class Feed:
             while True:
                 async for batch in self._replay():
                     yield batch
-                async for batch in self._live():
-                    yield batch
+                # Live, inlined rather than a nested generator: this loop runs once per
+                # event per subscriber, the hottest path after the fan-out itself.
+                while (frames := await self._sub.next_frames()) is not None:
+                    if not frames:  # idle for a heartbeat
+                        yield None
+                    elif frames[-1].seq > self.cursor:
+                        fresh = [frame for frame in frames if frame.seq > self.cursor]
+                        self.cursor = fresh[-1].seq
+                        yield fresh
                 if not self._sub.fell_behind:
                     return
                 # Dropped as slow: subscribe again first, then read what we missed.
@@ -88,16 +95,3 @@ class Feed:
             if not page.has_more:
                 return
             page = None
-
-    async def _live(self) -> AsyncIterator[list[Frame] | None]:
-        while True:
-            frames = await self._sub.next_frames()
-            if frames is None:
-                return
-            if not frames:  # idle for a heartbeat
-                yield None
-                continue
-            fresh = [frame for frame in frames if frame.seq > self.cursor]
-            if fresh:
-                self.cursor = fresh[-1].seq
-                yield fresh

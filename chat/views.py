@@ -159,6 +159,8 @@ async def _frames(feed: Feed) -> AsyncIterator[bytes]:
         async for batch in feed.batches():
             if batch is None:
                 yield sse.KEEPALIVE
+            elif len(batch) == 1:
+                yield batch[0].data  # the shared bytes, as they are
             else:
                 yield b"".join(frame.data for frame in batch)  # one write for the batch
     finally:
