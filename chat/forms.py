@@ -36,10 +36,26 @@ def message_text(data: dict[str, Any]) -> str:
 class SignUpForm(UserCreationForm):  # type: ignore[type-arg]
     """Django's own sign-up form: username and password twice, with the validators."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("label_suffix", "")  # "Username", not "Username:", as on log in
+        super().__init__(*args, **kwargs)
+
 
 class RoomForm(forms.ModelForm):  # type: ignore[type-arg]
+    """Create a room; the view makes its creator the first member of a private one."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+
     class Meta:
         model = Room
         fields = ["slug", "title", "is_private"]
-        labels = {"slug": "Address", "is_private": "Private (only members and staff)"}
-        help_texts = {"slug": "Letters, digits, - and _. The room is /rooms/<address>/."}
+        labels = {"slug": "Address", "is_private": "Private room"}
+        # Django renders help texts as HTML (|safe): write "&lt;", never a bare "<".
+        help_texts = {
+            "slug": "Letters, digits, - and _: the room will be at /rooms/&lt;address&gt;/.",
+            "title": "Optional: shown instead of the address.",
+            "is_private": "Only members and staff can see it. You are its first member; "
+            "staff can add others in the admin.",
+        }

@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import psycopg
-from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, ValidationError
 from django.db import DatabaseError, DataError, IntegrityError
 from django.http import (
@@ -93,34 +92,29 @@ async def room_page(request: HttpRequest, slug: str) -> HttpResponseBase:
             page = await history.recent_messages(
                 conn, room.slug, before=None, limit=HISTORY_LIMIT_DEFAULT
             )
-        user = request.user
-        return render(
-            request,
-            "chat/room.html",
-            {
-                "room": room,
-                "boot": {
-                    "room": room.slug,
-                    "cursor": page.cursor,
-                    "messages": page.rows,
-                    "has_more": page.has_more,
-                    "user": {
-                        "id": user.pk,
-                        "name": user.get_username(),
-                        "is_staff": bool(getattr(user, "is_staff", False)),
-                    }
-                    if user.is_authenticated
-                    else None,
-                    "urls": {
-                        "events": reverse("room_events", args=[room.slug]),
-                        "messages": reverse("room_messages", args=[room.slug]),
-                    },
-                    "heartbeat_seconds": settings.CHAT_SSE_HEARTBEAT,
-                },
-            },
-        )
+        # Rendered in the request's thread: the template reads the lazy user, the session
+        # and flash messages, all of which may query the database.
+        return await rooms.run_and_release(_render_room, request, room, page)
 
     return await dispatch(request, {"GET": show}, slug)
+
+
+def _render_room(request: HttpRequest, room: Room, page: history.Page) -> HttpResponse:
+    user = request.user
+    boot = {
+        "room": room.slug,
+        "cursor": page.cursor,
+        "messages": page.rows,
+        "has_more": page.has_more,
+        "user": {"id": user.pk, "name": user.get_username(), "is_staff": bool(user.is_staff)}
+        if user.is_authenticated
+        else None,
+        "urls": {
+            "events": reverse("room_events", args=[room.slug]),
+            "messages": reverse("room_messages", args=[room.slug]),
+        },
+    }
+    return render(request, "chat/room.html", {"room": room, "boot": boot})
 
 
 def _readable_room(request: HttpRequest, slug: str) -> Room:

@@ -290,3 +290,21 @@ async def test_4000_character_text_is_accepted(room: Room, alice: Browserless) -
     )
     assert response.status_code == 201
     assert response.json()["text"] == "é" * 4000
+
+
+async def test_room_page_renders_for_a_logged_in_user(
+    room: Room, alice: Browserless, alice_user: AbstractUser
+) -> None:
+    """The template reads the lazy user, session and flash messages: none of it may run
+    on the event loop (Django refuses: a 500)."""
+    response = await alice.client.get(f"/rooms/{room.slug}/")
+    assert response.status_code == 200
+    assert alice_user.username in response.text
+    assert '"cursor": 0' in response.text
+
+
+async def test_room_page_renders_for_an_anonymous_reader(server: Server, room: Room) -> None:
+    async with Browserless(server.url) as anonymous:
+        response = await anonymous.client.get(f"/rooms/{room.slug}/")
+    assert response.status_code == 200
+    assert "to write." in response.text

@@ -90,6 +90,7 @@
     const item = element("li", "message");
     item.dataset.id = String(message.id);
     item.message = message;
+    item.shown = JSON.stringify(message); // what the item shows; startEdit clears it
     if (boot.user && message.sender_id === boot.user.id) item.classList.add("own");
     if (message.deleted_at) item.classList.add("deleted");
 
@@ -127,6 +128,11 @@
     return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
   }
 
+  // The send box, or the list when there is none: where focus goes when its place is gone.
+  function focusComposer() {
+    (sendForm ? sendForm.querySelector("textarea") : scroller).focus();
+  }
+
   // Insert or replace by id, keeping the list in id order (the order a reload shows).
   function upsert(message) {
     const existing = items.get(message.id);
@@ -134,10 +140,22 @@
       existing.message = message; // don't yank the editor away; Save sends its own text
       return;
     }
+    if (existing && existing.shown === JSON.stringify(message)) {
+      return; // the stream's echo of our own POST or PATCH: nothing to redraw
+    }
     const stick = nearBottom();
     const item = render(message);
     if (existing) {
+      // A keyboard user on this message's Edit or Delete keeps their place when it is
+      // redrawn; if the control is gone (the message was deleted), focus goes to the send box.
+      const focused = existing.contains(document.activeElement) ? document.activeElement : null;
       existing.replaceWith(item);
+      if (focused) {
+        const name = focused.classList[0];
+        const same = name ? item.querySelector(`button.${name}`) : null;
+        if (same) same.focus();
+        else focusComposer();
+      }
     } else {
       let after = null;
       for (const node of Array.from(list.children).reverse()) {
@@ -158,6 +176,7 @@
   function startEdit(item) {
     const message = item.message;
     item.classList.add("editing");
+    item.shown = null; // it shows an editor now: the next upsert must redraw it
     const form = element("form", "edit-form");
     const box = element("textarea");
     box.value = message.text;
