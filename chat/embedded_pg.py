@@ -35,6 +35,7 @@ import pwd
 import secrets
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -175,6 +176,8 @@ class EmbeddedPostgres:
     def _prepare_folders(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.socket_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.state_dir not in self.socket_dir.parents:
+            _check_private_dir(self.socket_dir)  # the /tmp fallback: anyone could make it
         if os.geteuid() == 0:
             uid, gid = _ensure_service_user()
             for path in (self.state_dir, self.socket_dir):
@@ -340,6 +343,22 @@ def _run(
             f"{' '.join(argv)} failed (exit {result.returncode}):\n{result.stdout}{result.stderr}"
         )
     return result
+
+
+def _check_private_dir(path: Path) -> None:
+    """Refuse a socket folder outside the project that someone else could control: a
+    symlink, another user's folder, or one others can enter (the socket trusts its users)."""
+    info = path.lstat()
+    owners = {os.geteuid()}
+    if os.geteuid() == 0:
+        with contextlib.suppress(KeyError):
+            owners.add(pwd.getpwnam(SERVICE_USER).pw_uid)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise EmbeddedPgError(f"{path} is not a plain folder; remove it and try again")
+    if info.st_uid not in owners or info.st_mode & 0o077:
+        raise EmbeddedPgError(
+            f"{path} belongs to someone else or is open to others; remove it and try again"
+        )
 
 
 def _is_live_postmaster(pid: int) -> bool:

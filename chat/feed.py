@@ -90,8 +90,8 @@ class Feed:
                     page = await history.changes_after(conn, self._sub.room, self.cursor)
             if page.rows:
                 yield [encode(event) for event in page.rows]
-                self.cursor = page.rows[-1].seq
-                self._sub.advance(self.cursor)
+            self.cursor = max(self.cursor, page.last_seq)
+            self._sub.advance(self.cursor)
             if not page.has_more:
                 return
             page = None

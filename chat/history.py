@@ -38,6 +38,9 @@ class Page(NamedTuple):
     cursor: int
     rows: list[Any]
     has_more: bool
+    # The last log entry read, event or not: a page of creates of messages hard-deleted
+    # since yields no event, yet the reader must move past it.
+    last_seq: int = 0
 
 
 # -- connections -------------------------------------------------------------------------
@@ -51,7 +54,14 @@ async def open_pool(conninfo: str) -> AsyncConnectionPool:
             conninfo,
             min_size=1,
             max_size=POOL_MAX_SIZE,
-            kwargs={"autocommit": True, "application_name": "pgchat-reader"},
+            # prepare_threshold=None: no server-side prepared statements, which a
+            # transaction-pooling PgBouncer in DATABASE_URL would not keep.
+            kwargs={
+                "autocommit": True,
+                "application_name": "pgchat-reader",
+                "prepare_threshold": None,
+            },
+            timeout=10,  # seconds to wait for a connection, like Django's pool
             # A round trip per checkout: after a database restart, pooled connections are
             # dead, and a stream's replay must get a live one rather than fail.
             check=AsyncConnectionPool.check_connection,
@@ -119,7 +129,6 @@ _RECENT_MESSAGES = """
 """
 
 _CURSOR = "SELECT coalesce(max(seq), 0) FROM chat_messagechange WHERE room_id = %s"
-_ONE_MESSAGE = "SELECT chat_message_json(m)::text FROM chat_chatmessage m WHERE m.id = %s"
 _SOME_MESSAGES = (
     "SELECT m.id, chat_message_json(m)::text FROM chat_chatmessage m WHERE m.id = ANY(%s)"
 )
@@ -132,14 +141,14 @@ async def changes_after(
     cur = await conn.execute(_CHANGES_AFTER, {"room": room, "after": after, "limit": limit})
     rows = await cur.fetchall()
     cursor = int(rows[0][0]) if rows else 0
+    scanned = [row for row in rows if row[1] is not None]
     events = [
         event
-        for _, seq, op, message_id, message, changed_at in rows
-        if seq is not None
-        and (event := _event(room, seq, op, message_id, message, changed_at)) is not None
+        for _, seq, op, message_id, message, changed_at in scanned
+        if (event := _event(room, seq, op, message_id, message, changed_at)) is not None
     ]
-    has_more = sum(1 for row in rows if row[1] is not None) >= limit
-    return Page(cursor, events, has_more)
+    last_seq = scanned[-1][1] if scanned else after
+    return Page(cursor, events, len(scanned) >= limit, last_seq)
 
 
 async def current_cursor(conn: psycopg.AsyncConnection[Any], room: str) -> int:
@@ -179,10 +188,8 @@ async def recent_messages(
 async def fetch_message(
     conn: psycopg.AsyncConnection[Any], message_id: int
 ) -> dict[str, Any] | None:
-    """One message as the browser sees it (to complete a stub payload); None if gone."""
-    cur = await conn.execute(_ONE_MESSAGE, (message_id,))
-    row = await cur.fetchone()
-    return cast(dict[str, Any], json.loads(row[0])) if row else None
+    """One message as the browser sees it; None if it is gone."""
+    return (await fetch_messages(conn, [message_id])).get(message_id)
 
 
 async def fetch_messages(

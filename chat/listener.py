@@ -1,7 +1,7 @@
 """Hops 2-3: one LISTEN connection per process, fanned out to per-stream bounded buffers.
 
 Upstream:   trigger ``chat_message_notify`` on ChatMessage (chat/models.py), via NOTIFY.
-Downstream: chat/views.py ``room_events``; one Subscription per open EventSource.
+Downstream: chat/feed.py, one Subscription per open stream (chat/views.py) or ``chat tail``.
 On failure: NOTIFYs sent while the connection is down are gone, so on every (re)connect the
             listener LISTENs first and then reads, in one query, what each room's
             subscribers have not been given yet (chat/history.py), and publishes it. Streams
@@ -74,10 +74,6 @@ class Subscription:
         self._heard = False  # a frame came since the last heartbeat tick
         self._idle = False  # the last tick found it quiet: the reader sends a keepalive
         self.fell_behind = False  # closed because its buffer overflowed, not by a shutdown
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     def offer(self, frame: Frame) -> bool:
         """Buffer a frame unless already given; False when the buffer is full."""
@@ -207,7 +203,9 @@ class Listener:
     async def _tick(self) -> None:
         """Every heartbeat, wake the streams that heard nothing since the last one."""
         while True:
-            await asyncio.sleep(self.heartbeat_seconds)
+            # Half the interval: a stream that went quiet just after a tick gets its
+            # keepalive within 1.5 heartbeats, not 2.
+            await asyncio.sleep(self.heartbeat_seconds / 2)
             for subs in self._rooms.values():
                 for sub in subs:
                     sub.heartbeat()
@@ -266,7 +264,8 @@ class Listener:
                 if stopping.is_set():  # an Exception, so stop() still works
                     break
                 delay = backoff.next_delay()
-                bug = not isinstance(exc, psycopg.OperationalError)  # bugs get a traceback
+                bug = not isinstance(exc, psycopg.OperationalError | TimeoutError)  # bugs get
+                # a traceback; a lost connection or an unanswered probe does not
                 self._count("reconnects")
                 logger.warning(
                     "listener down: %r; reconnecting in %.2f s", exc, delay, exc_info=bug
@@ -289,8 +288,12 @@ class Listener:
 
     async def _catch_up(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """Publish what each room's subscribers missed while there was no LISTEN."""
+        # Everything at or below _published was offered to the room's current streams or
+        # is covered by their own replay, so catch-up never needs to start lower.
         positions = {
-            room: min(sub.seq for sub in subs) for room, subs in self._rooms.items() if subs
+            room: max(min(sub.seq for sub in subs), self._published.get(room, 0))
+            for room, subs in self._rooms.items()
+            if subs
         }
         events = await history.changes_after_each(conn, positions)
         for event in events:

@@ -23,11 +23,11 @@ AnyUser = AbstractBaseUser | AnonymousUser
 
 
 class RoomNotFound(LookupError):
-    """No room with that slug, or a private one the user may not know about."""
+    """No such room, or no such message in it (404)."""
 
 
 class NotAllowed(PermissionError):
-    """The user may not do this here."""
+    """The user may not do this here, e.g. read a private room they are not in (403)."""
 
 
 def visible_rooms(user: AnyUser) -> QuerySet[Room]:

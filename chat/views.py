@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import os
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -136,10 +137,16 @@ async def _open_stream(request: HttpRequest, slug: str) -> HttpResponseBase:
         since = sse.parse_cursor(
             request.headers.get("Last-Event-ID") or request.GET.get("last_event_id")
         )
+        # Subscribed before the response's headers go out: a client that sees the 200 and
+        # then writes must receive its own write ("from now" means now).
         feed = await Feed.open(get_listener(), room.slug, since)
     except (sse.InvalidCursor, CursorAhead) as exc:
         return error(400, str(exc))
-    response = StreamingHttpResponse(_frames(feed), content_type="text/event-stream")
+    body = _frames(feed)
+    # If the client leaves before Django starts the body, the generator never runs (nor
+    # its finally); dropping it then still ends the subscription.
+    weakref.finalize(body, feed.close)
+    response = StreamingHttpResponse(body, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # stop nginx buffering the stream
     return response
@@ -147,8 +154,8 @@ async def _open_stream(request: HttpRequest, slug: str) -> HttpResponseBase:
 
 async def _frames(feed: Feed) -> AsyncIterator[bytes]:
     """RETRY, then the feed as SSE bytes, a keepalive comment when it is quiet."""
+    rooms.release_request_thread()  # the middleware ran; nothing sync is left to do
     try:
-        rooms.release_request_thread()  # the middleware ran; nothing sync is left to do
         yield sse.RETRY
         async for batch in feed.batches():
             if batch is None:
@@ -189,7 +196,14 @@ async def _list_messages(request: HttpRequest, slug: str) -> JsonResponse:
                 {"cursor": event.seq, "event": event.name, "message": event.message}
                 for event in page.rows
             ]
-            body = {"room": room.slug, "cursor": page.cursor, "changes": changes}
+            # "next": where to continue from (entries of messages hard-deleted since are
+            # skipped, so it can be ahead of the last change listed).
+            body = {
+                "room": room.slug,
+                "cursor": page.cursor,
+                "next": page.last_seq,
+                "changes": changes,
+            }
         else:
             page = await history.recent_messages(
                 conn, room.slug, before=before, limit=limit or HISTORY_LIMIT_DEFAULT
@@ -232,8 +246,11 @@ async def _edit_message(request: HttpRequest, slug: str, message_id: int) -> Jso
 
     def edit() -> None:
         message = rooms.editable_message(request.user, slug, message_id)
-        message.text = text
-        message.save(update_fields=["text"])  # the trigger stamps edited_at
+        # Only while not deleted: a moderator's delete may land between check and write.
+        if not ChatMessage.objects.filter(pk=message.pk, deleted_at__isnull=True).update(
+            text=text  # the trigger stamps edited_at
+        ):
+            raise rooms.NotAllowed("this message was deleted")
 
     await rooms.run_and_release(edit)
     return JsonResponse(await _shown(message_id))
@@ -242,8 +259,9 @@ async def _edit_message(request: HttpRequest, slug: str, message_id: int) -> Jso
 async def _delete_message(request: HttpRequest, slug: str, message_id: int) -> JsonResponse:
     def delete() -> None:
         message = rooms.editable_message(request.user, slug, message_id)
-        message.deleted_at = timezone.now()
-        message.save(update_fields=["deleted_at"])  # soft: moderators keep the text
+        ChatMessage.objects.filter(pk=message.pk, deleted_at__isnull=True).update(
+            deleted_at=timezone.now()  # soft: moderators keep the text; twice is a no-op
+        )
 
     await rooms.run_and_release(delete)
     return JsonResponse(await _shown(message_id))
@@ -253,7 +271,8 @@ async def _shown(message_id: int) -> dict[str, Any]:
     """The message as every browser sees it, shaped by the same SQL as the events."""
     async with history.connection() as conn:
         message = await history.fetch_message(conn, message_id)
-    assert message is not None, "a message we just wrote is gone"
+    if message is None:  # hard-deleted (psql, admin) in the instant since we wrote it
+        raise rooms.RoomNotFound(f"message {message_id} is gone")
     return message
 
 

@@ -32,6 +32,9 @@ STARTUP_WAIT_SECONDS = 10.0  # serve only once LISTEN is up, unless the database
 async def application(scope: Scope, receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
         await _lifespan(receive, send)
+    elif scope["type"] == "websocket":  # Django would raise on it; events are SSE here
+        await receive()  # websocket.connect
+        await send({"type": "websocket.close", "code": 1003})
     else:
         await django_application(scope, receive, send)
 
@@ -54,7 +57,9 @@ async def _lifespan(receive: Any, send: Any) -> None:
                 return
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
-            await get_listener().stop()  # ends every open stream: clients reconnect
+            # hypercorn has already ended open streams (after graceful_timeout); this closes
+            # any left and the listener's connection.
+            await get_listener().stop()
             await history.close_pool()
             metrics.forget_this_process()
             await send({"type": "lifespan.shutdown.complete"})

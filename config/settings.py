@@ -55,6 +55,10 @@ def _database_from_url(url: str) -> dict[str, Any]:
                 "timeout": 10,  # seconds a request waits for a connection, then 503
             },
             **params,
+            # A writer of a room waits for that room's lock (chat_record_change); a psql
+            # session left open inside a transaction must not hold web requests (and the
+            # pool's connections) forever: after 5 s the request answers 503.
+            "options": f"-c lock_timeout=5s {params.get('options', '')}".strip(),
         },
         "CONN_MAX_AGE": 0,  # required with "pool": connections go back to it at once
         "CONN_HEALTH_CHECKS": True,  # the pool checks a connection before lending it out,

@@ -281,3 +281,12 @@ def wait_for_server_backends_gone(db_url: str, timeout: float = 15.0, *, leave: 
                 ).fetchall()
             raise TimeoutError(f"the server's database sessions outlived it: {sessions}")
         time.sleep(POLL_SECONDS)
+
+
+async def logged_seqs(room: str) -> list[int]:
+    """The room's change log, in order: exactly what each subscriber must receive.
+    (Cursors come from one sequence for all rooms, so a room's are increasing, not 1, 2, 3.)"""
+    from chat.models import MessageChange
+
+    changes = MessageChange.objects.filter(room_id=room).order_by("seq")
+    return [seq async for seq in changes.values_list("seq", flat=True)]

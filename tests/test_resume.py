@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
 import psycopg
 import pytest
 
 from bench.sse_client import SSEClient, SSEError
 from chat.models import ChatMessage, Room
 
-from .servers import Server, collect, insert_sql, psql
+from .servers import Server, collect, insert_sql, logged_seqs, psql
 
 DEADLINE = 10.0
 
@@ -31,18 +32,19 @@ async def test_reconnect_with_last_event_id_gets_exactly_what_was_missed(
 
     again = await server.stream(room.slug, last_event_id=seen.id)
     missed = await collect(again, 4, DEADLINE)
+    logged = await logged_seqs(room.slug)
     assert [(e.cursor, e.name) for e in missed] == [
-        (2, "message.created"),
-        (3, "message.created"),
-        (4, "message.updated"),
-        (5, "message.deleted"),
+        (logged[1], "message.created"),
+        (logged[2], "message.created"),
+        (logged[3], "message.updated"),
+        (logged[4], "message.deleted"),
     ]
     assert missed[2].json()["text"] == "edited"
     assert missed[3].json()["id"] == kept.pk, missed[3].data
     # ...then the live stream, with nothing repeated at the seam.
     live = await ChatMessage.objects.acreate(room=room, author="ada", text="live")
     [after] = await collect(again, 1, DEADLINE)
-    assert (after.cursor, after.json()["id"]) == (6, live.pk)
+    assert (after.cursor, after.json()["id"]) == ((await logged_seqs(room.slug))[5], live.pk)
     with pytest.raises(TimeoutError):
         await again.next_event(0.5)
     await again.aclose()
@@ -51,8 +53,9 @@ async def test_reconnect_with_last_event_id_gets_exactly_what_was_missed(
 async def test_query_parameter_resumes_like_the_header(server: Server, room: Room) -> None:
     for text in ("one", "two", "three"):
         await ChatMessage.objects.acreate(room=room, author="ada", text=text)
+    first, _, _ = await logged_seqs(room.slug)
     stream = await SSEClient.open(
-        server.host, server.port, f"/rooms/{room.slug}/events?last_event_id=1"
+        server.host, server.port, f"/rooms/{room.slug}/events?last_event_id={first}"
     )
     events = await collect(stream, 2, DEADLINE)
     assert [e.json()["text"] for e in events] == ["two", "three"]
@@ -63,8 +66,12 @@ async def test_header_wins_over_query_parameter(server: Server, room: Room) -> N
     """The page's URL keeps its render cursor; the browser's header is newer."""
     for text in ("one", "two", "three"):
         await ChatMessage.objects.acreate(room=room, author="ada", text=text)
+    _, second, _ = await logged_seqs(room.slug)
     stream = await SSEClient.open(
-        server.host, server.port, f"/rooms/{room.slug}/events?last_event_id=0", last_event_id=2
+        server.host,
+        server.port,
+        f"/rooms/{room.slug}/events?last_event_id=0",
+        last_event_id=second,
     )
     [event] = await collect(stream, 1, DEADLINE)
     assert event.json()["text"] == "three"
@@ -92,8 +99,9 @@ async def test_cursor_from_the_future_is_400_not_a_silent_empty_stream(
     server: Server, room: Room
 ) -> None:
     await ChatMessage.objects.acreate(room=room, author="ada", text="only one")
+    [only] = await logged_seqs(room.slug)
     with pytest.raises(SSEError) as refused:
-        await server.stream(room.slug, last_event_id=2)
+        await server.stream(room.slug, last_event_id=only + 1)
     assert refused.value.status == 400
     assert b"ahead of room" in refused.value.body
 
@@ -126,9 +134,11 @@ async def test_transaction_committing_late_is_never_owed_below_a_seen_cursor(
         await a_conn.commit()
     await b_task
     events = await collect(stream, 2, DEADLINE)
-    assert [(e.cursor, e.json()["text"]) for e in events] == [(1, "A"), (2, "B")]
-    # A client that saw B (cursor 2) is owed nothing: A is at 1, already below.
-    resumed = await server.stream(room.slug, last_event_id=1)
+    assert [e.json()["text"] for e in events] == ["A", "B"]
+    a_seq, b_seq = await logged_seqs(room.slug)
+    assert [e.cursor for e in events] == [a_seq, b_seq]  # A committed first: lower cursor
+    # A client that saw B is owed nothing: A's cursor is already below B's.
+    resumed = await server.stream(room.slug, last_event_id=a_seq)
     [only] = await collect(resumed, 1, DEADLINE)
     assert only.json()["text"] == "B"
     await resumed.aclose()
@@ -160,6 +170,29 @@ async def test_replay_of_many_changes_comes_in_order_across_batches(
     )
     stream = await server.stream(room.slug, last_event_id=0)
     events = await collect(stream, 1200, DEADLINE * 3)
-    assert [e.cursor for e in events] == list(range(1, 1201))
+    assert [e.cursor for e in events] == await logged_seqs(room.slug)
     assert events[-1].json()["text"] == "n1200"
     await stream.aclose()
+
+
+async def test_replay_moves_past_a_page_of_changes_to_messages_hard_deleted_since(
+    server: Server, room: Room, db_url: str
+) -> None:
+    """600 creates then 600 hard deletes: the first replay page (500 creates) has no event
+    to send, yet the replay must move on (it used to read that page forever)."""
+    await psql(
+        db_url,
+        "INSERT INTO chat_chatmessage (room_id, author, text)"
+        f" SELECT '{room.slug}', 'bot', 'x' FROM generate_series(1, 600)",
+        f"DELETE FROM chat_chatmessage WHERE room_id = '{room.slug}'",
+    )
+    stream = await server.stream(room.slug, last_event_id=0)
+    events = await collect(stream, 600, DEADLINE * 3)
+    assert {e.name for e in events} == {"message.deleted"}
+    assert [e.cursor for e in events] == (await logged_seqs(room.slug))[600:]
+    await stream.aclose()
+    # The JSON history says where to continue from past such a page.
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        first = (await client.get(f"/rooms/{room.slug}/messages", params={"after": 0})).json()
+    assert (first["changes"], first["has_more"]) == ([], True)
+    assert first["next"] == (await logged_seqs(room.slug))[499]

@@ -20,6 +20,7 @@ from .servers import (
     admin_save_message,
     insert_sql,
     listen_backends,
+    logged_seqs,
     psql,
 )
 
@@ -40,7 +41,7 @@ async def test_orm_create_reaches_subscriber(room_stream: SSEClient, room: Room)
         "edited_at": None,
         "deleted_at": None,
     }
-    assert event.cursor == 1
+    assert [event.cursor] == await logged_seqs(room.slug)
 
 
 async def test_stream_opens_with_retry_and_sse_headers(room_stream: SSEClient) -> None:
@@ -149,7 +150,7 @@ async def test_psql_insert_update_delete_reach_subscriber(
     assert deleted.json()["id"] == message_id
     assert deleted.json()["text"] == ""  # a deleted text is never sent again
     assert deleted.json()["deleted_at"] is not None
-    assert [created.cursor, updated.cursor, deleted.cursor] == [1, 2, 3]
+    assert [created.cursor, updated.cursor, deleted.cursor] == await logged_seqs(room.slug)
 
 
 async def test_api_delete_is_soft_and_announced(

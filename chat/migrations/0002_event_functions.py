@@ -1,8 +1,9 @@
 """The SQL functions behind the notify trigger (chat/models.py, ``chat_message_notify``).
 
 One place shapes a message as JSON (``chat_message_json``): the live payload and the replay
-from the log (chat/history.py) both call it, so a replayed event is byte-for-byte the event
-that was sent live. Field names here are pinned against chat/events.py by the tests.
+from the log (chat/history.py) both call it, so live and replayed events have one format (a
+replay shows the message as it is now). Field names are pinned against chat/events.py by
+the tests. Migration 0004 replaced how chat_record_change numbers changes.
 """
 
 from django.db import migrations
