@@ -290,3 +290,16 @@ async def logged_seqs(room: str) -> list[int]:
 
     changes = MessageChange.objects.filter(room_id=room).order_by("seq")
     return [seq async for seq in changes.values_list("seq", flat=True)]
+
+
+async def kill_listeners(db_url: str) -> int:
+    """pg_terminate_backend() on every pgchat LISTEN connection to this test's database."""
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = 'pgchat-listener' AND datname = current_database()"
+        )
+        row = await cur.fetchone()
+        return int(row[0]) if row else 0

@@ -26,6 +26,7 @@ from .servers import (
     Server,
     collect,
     insert_sql,
+    kill_listeners,
     listen_backends,
     logged_seqs,
     psql,
@@ -33,17 +34,6 @@ from .servers import (
 
 DEADLINE = 15.0
 POLL_SECONDS = 0.05
-
-
-async def kill_listeners(db_url: str) -> int:
-    """pg_terminate_backend() on every pgchat LISTEN connection; returns how many."""
-    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
-        cur = await conn.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE application_name = 'pgchat-listener'"
-        )
-        row = await cur.fetchone()
-        return int(row[0]) if row else 0
 
 
 async def wait_health(server: Server, status: int) -> dict:

@@ -21,6 +21,7 @@ from .servers import (
     Server,
     collect,
     insert_sql,
+    kill_listeners,
     listen_backends,
     logged_seqs,
     psql,
@@ -109,11 +110,7 @@ async def test_healthz_reports_listener_reconnect_in_metrics_and_health(
 ) -> None:
     server = make_server(CHAT_LISTENER_BACKOFF="2")
     reconnects = scrape(server)["pgchat_listener_reconnects_total"]
-    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
-        await conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE application_name = 'pgchat-listener'"
-        )
+    await kill_listeners(db_url)
     assert (await asyncio.to_thread(server.wait_health, 503, DEADLINE))["status"] == "unavailable"
     body = await asyncio.to_thread(server.wait_health, 200, DEADLINE)
     assert body["listener_connected"] is True
