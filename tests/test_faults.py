@@ -34,6 +34,7 @@ from .servers import (
 
 DEADLINE = 15.0
 POLL_SECONDS = 0.05
+SOAK_SECONDS = 20  # how long the soak writes, reconnects and kills; bounded by design
 
 
 async def wait_health(server: Server, status: int) -> dict:
@@ -260,7 +261,7 @@ async def test_soak_writers_reconnecting_subscribers_and_listener_kills(
     subscribers = [SoakSubscriber() for _ in range(30)]
     readers = [asyncio.create_task(subscriber(s, final)) for s in subscribers]
     load = [asyncio.create_task(writer(n)) for n in range(4)] + [asyncio.create_task(killer())]
-    await asyncio.sleep(20)  # the soak's length: load runs meanwhile, nothing is asserted
+    await asyncio.sleep(SOAK_SECONDS)  # the load runs meanwhile; nothing is asserted yet
     writing.clear()
     await asyncio.gather(*load)
     with psycopg.connect(db_url, autocommit=True) as conn:
