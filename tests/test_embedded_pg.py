@@ -156,3 +156,34 @@ async def test_full_path_on_a_separately_started_server(cluster: EmbeddedPostgre
     finally:
         server.stop()
         wait_for_server_backends_gone(url)
+
+
+def test_dbshell_works_with_the_wheels_psql_when_the_machine_has_none(
+    db_url: str, tmp_path: Path
+) -> None:
+    """This machine happens to have Debian's psql; a user's may not. With a PATH that has
+    no psql at all, `manage.py dbshell` still finds the one the server wheel ships."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", "dbshell", "--", "-Atc", "SELECT 6 * 7"],
+        cwd=PROJECT_DIR,
+        env={**os.environ, "PATH": str(tmp_path), "DATABASE_URL": db_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "42"
+
+
+def test_make_psql_opens_the_projects_database() -> None:
+    result = subprocess.run(
+        ["make", "-s", "psql"],
+        cwd=PROJECT_DIR,
+        input="SELECT 'on ' || current_database();\n",  # not migrated in a fresh clone
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "on pgchat" in result.stdout
