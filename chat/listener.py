@@ -353,12 +353,13 @@ class Listener:
         self._count("events")
         self._published[event.room] = event.seq
         frame = sse.encode(event)
-        for sub in list(subs):
-            if not sub.offer(frame):  # full: a stuck client must not stall the only listener
-                self.unsubscribe(sub, fell_behind=True)  # its buffer is freed now; the view
-                self._count("slow_drops")  # catches up from the table when it can write
-                logger.info("dropped a slow subscriber of %r (buffer full)", event.room)
         self._count("frames", len(subs))
+        # No copy of the set per event: the (rare) full buffers are collected, then dropped.
+        full = [sub for sub in subs if not sub.offer(frame)]
+        for sub in full:  # a stuck client must not stall the only listener: its buffer is
+            self.unsubscribe(sub, fell_behind=True)  # freed now, and the view catches up
+            self._count("slow_drops")  # from the table when it can write again
+            logger.info("dropped a slow subscriber of %r (buffer full)", event.room)
         if event.sent_at is not None:  # live (not caught up): how long since the trigger ran
             self.last_lag_seconds = time.time() - event.sent_at
             metrics.NOTIFY_TO_SEND.observe(self.last_lag_seconds)

@@ -219,10 +219,6 @@ class Browserless:
         headers = {"X-CSRFToken": await self.get_token(), **kwargs.pop("headers", {})}
         return await self.client.request(method, url, headers=headers, **kwargs)
 
-    def stream_headers(self) -> dict[str, str]:
-        """Cookies for a raw SSE client, so it streams as this user."""
-        return {"Cookie": "; ".join(f"{k}={v}" for k, v in self.client.cookies.items())}
-
 
 async def admin_save_message(staff: Browserless, url: str, **fields: str) -> None:
     """Fill and submit the Django admin's message form at ``url`` (add or change)."""

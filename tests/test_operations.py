@@ -226,3 +226,18 @@ def _sessions(db_url: str) -> int:
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
         ).fetchone()
     return int(row[0]) if row else 0
+
+
+def test_cli_tail_never_prints_terminal_escape_sequences() -> None:
+    from chat.events import ChatEvent
+    from chat.management.commands.chat import describe
+
+    event = ChatEvent(
+        room="r", seq=7, op="created", message_id=1,
+        message={"author": "x", "text": "\x1b]0;pwned\x07hi\nthere", "created_at": None},
+    )  # fmt: skip
+    line = describe(event)
+    assert "\x1b" not in line
+    assert "\x07" not in line
+    assert line.startswith("[7] ")
+    assert "hi\n    there" in line

@@ -167,4 +167,6 @@ def describe(event: ChatEvent) -> str:
         what = f"edited message {event.message_id}: {message.get('text', '')}"
     else:
         what = message.get("text", "")
-    return f"[{event.seq}] {when} {author}: {what}".replace("\n", "\n    ")
+    line = f"[{event.seq}] {when} {author}: {what}".replace("\n", "\n    ")
+    # Text from the database is anyone's: no escape sequence reaches the operator's terminal.
+    return "".join(ch if ch.isprintable() or ch == "\n" else "\ufffd" for ch in line)
