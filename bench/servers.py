@@ -3,6 +3,8 @@
 - ``pgchat``: ``hypercorn config.asgi:application``, as ``make run`` serves it.
 - ``per-connection``: bench/per_connection.py under hypercorn (reference 1).
 - ``ceiling``: bench/ceiling.py, raw asyncio (reference 2).
+- ``hypercorn-floor``: bench/hypercorn_floor.py, the ceiling's fan-out under hypercorn
+  (reference 3).
 
 Every target answers ``GET /healthz`` with 200 once it can stream, and serves
 ``GET /rooms/<slug>/events``. A server is always stopped, its whole process tree with it,
@@ -36,7 +38,7 @@ BACKLOG = 2048
 READY_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 10.0  # hypercorn's graceful timeout (3 s) fits inside
 POLL_SECONDS = 0.1  # between readiness probes, within READY_TIMEOUT_SECONDS
-TARGETS = ("pgchat", "ceiling", "per-connection")
+TARGETS = ("pgchat", "ceiling", "hypercorn-floor", "per-connection")
 
 
 class ServerError(RuntimeError):
@@ -64,6 +66,9 @@ def command(target: str, port: int, workers: int) -> list[str]:
         return [sys.executable, "-m", "hypercorn", *app, *bind]
     if target == "per-connection":
         app = ["bench.per_connection:app", "--workers", "1"]
+        return [sys.executable, "-m", "hypercorn", *app, *bind]
+    if target == "hypercorn-floor":
+        app = ["bench.hypercorn_floor:app", "--workers", "1"]
         return [sys.executable, "-m", "hypercorn", *app, *bind]
     if target == "ceiling":
         where = ["--host", HOST, "--port", str(port), "--backlog", str(BACKLOG)]

@@ -66,6 +66,9 @@ class Feed:
                 while (frames := await self._sub.next_frames()) is not None:
                     if not frames:  # idle for a heartbeat
                         yield None
+                    elif frames[0].seq > self.cursor:  # the usual case: all of them are new
+                        self.cursor = frames[-1].seq
+                        yield frames
                     elif frames[-1].seq > self.cursor:
                         fresh = [frame for frame in frames if frame.seq > self.cursor]
                         self.cursor = fresh[-1].seq

@@ -6,6 +6,7 @@ hypercorn worker process runs it once: one listener and one read pool per proces
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from typing import Any
@@ -23,6 +24,7 @@ from django.conf import settings  # noqa: E402
 
 from chat import history, metrics  # noqa: E402
 from chat.listener import get_listener  # noqa: E402
+from chat.views import ASGI_SEND  # noqa: E402
 
 logger = logging.getLogger("pgchat.asgi")
 Scope = dict[str, Any]
@@ -36,6 +38,9 @@ async def application(scope: Scope, receive: Any, send: Any) -> None:
         await receive()  # websocket.connect
         await send({"type": "websocket.close", "code": 1003})
     else:
+        # Event streams write their frames with the server's send, past Django's per-part
+        # loop (chat/views.py, _frames); Django still sends the headers and the first part.
+        scope[ASGI_SEND] = send
         await django_application(scope, receive, send)
 
 
@@ -55,6 +60,11 @@ async def _lifespan(receive: Any, send: Any) -> None:
                 logger.exception("start-up failed")
                 await send({"type": "lifespan.startup.failed", "message": repr(exc)})
                 return
+            # Django, the admin and every import are here for good: move them out of the
+            # cyclic GC's sight, so each full collection (a pause of the whole process,
+            # every stream with it) scans only what came after, chiefly the streams.
+            gc.collect()
+            gc.freeze()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             # hypercorn has already ended open streams (after graceful_timeout); this closes

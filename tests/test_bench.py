@@ -22,7 +22,7 @@ BENCH_TIMEOUT_SECONDS = 120  # a hung run fails the test instead of the whole su
 @pytest.mark.parametrize(
     ("targets", "subscribers"),
     [
-        pytest.param("pgchat,ceiling", 20, id="pgchat-and-ceiling"),
+        pytest.param("pgchat,ceiling,hypercorn-floor", 20, id="pgchat-and-references"),
         # Five sessions of its own: small enough not to crowd the suite's other servers.
         pytest.param("per-connection", 5, id="per-connection"),
     ],
