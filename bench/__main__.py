@@ -2,8 +2,8 @@
 
 Starts each target server in turn (pgchat, the ceiling, the hypercorn floor, the
 per-connection reference), opens N SSE subscribers to one room, inserts at a fixed rate from
-psql's point of view, and prints an aligned table, then ONE line of JSON (a list of result objects) as the
-last line of stdout. Progress and warnings go to stderr.
+psql's point of view, and prints an aligned table, then ONE line of JSON (a list of result
+objects) as the last line of stdout. Progress and warnings go to stderr.
 
 The default schedule is the issue's: 10 inserts/s up to 1,000 subscribers and 1 insert/s
 above (10,000 subscribers at 10 inserts/s is 100,000 frames/s, past what one client process
