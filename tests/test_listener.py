@@ -1,4 +1,4 @@
-"""Hops 2-3 without I/O: backoff, and the per-stream buffer's contract."""
+"""Hops 2-4 without I/O: backoff, the per-stream buffer's contract, the stream's writes."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ import asyncio
 import pytest
 
 from chat.events import ChatEvent
-from chat.listener import Backoff, Subscription
-from chat.sse import Frame
+from chat.feed import Feed
+from chat.history import Page
+from chat.listener import Backoff, Listener, Subscription
+from chat.sse import KEEPALIVE, RETRY, Frame
+from chat.views import _frames
 
 
 def test_backoff_grows_exponentially_to_its_cap_with_jitter() -> None:
@@ -87,3 +90,57 @@ async def test_heartbeat_leaves_a_busy_reader_alone() -> None:
     sub.heartbeat()  # a whole interval of quiet now
     async with asyncio.timeout(1):
         assert await reader == []
+
+
+# -- the view's two ways of writing a stream (chat/views.py, _frames) ----------------------
+
+
+def open_feed() -> tuple[Listener, Subscription, Feed]:
+    listener = Listener("dbname=never-connected")  # the fan-out alone: no LISTEN needed
+    sub = listener.subscribe("r", 0)
+    return listener, sub, Feed(listener, sub, Page(0, [], False), 0)
+
+
+async def test_stream_writes_live_frames_straight_to_the_servers_send() -> None:
+    listener, sub, feed = open_feed()
+    sent: list[dict[str, object]] = []
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    body = _frames(feed, send)
+    assert await anext(body) == RETRY  # Django sends this one, after the headers
+    rest = asyncio.ensure_future(anext(body))
+    sub.offer(frame(1))
+    async with asyncio.timeout(2):
+        while len(sent) < 1:
+            await asyncio.sleep(0)
+    sub.offer(frame(2))
+    sub.offer(frame(3))
+    async with asyncio.timeout(2):
+        while len(sent) < 2:
+            await asyncio.sleep(0)
+    assert sent == [
+        {"type": "http.response.body", "body": b"id: 1\n\n", "more_body": True},
+        {"type": "http.response.body", "body": b"id: 2\n\nid: 3\n\n", "more_body": True},
+    ]
+    listener.unsubscribe(sub)  # as at shutdown: the body ends, Django sends the last part
+    with pytest.raises(StopAsyncIteration):
+        async with asyncio.timeout(2):
+            await rest
+    assert listener.subscriber_count == 0
+
+
+async def test_stream_without_the_servers_send_yields_every_part_to_django() -> None:
+    listener, sub, feed = open_feed()
+    body = _frames(feed, None)
+    assert await anext(body) == RETRY
+    sub.offer(frame(1))
+    sub.offer(frame(2))
+    async with asyncio.timeout(2):
+        assert await anext(body) == b"id: 1\n\nid: 2\n\n"
+        sub.heartbeat()  # frames came since the last tick: not idle yet
+        sub.heartbeat()  # nothing since: idle
+        assert await anext(body) == KEEPALIVE
+    await body.aclose()  # the client left: Django closes the body
+    assert listener.subscriber_count == 0
