@@ -17,17 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from chat import sse
 
 from .ceiling import Ceiling, Client
-from .per_connection import STREAM_HEADERS
+from .per_connection import STREAM_HEADERS, Receive, Send, send_plain
 
 Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 _ceiling: Ceiling | None = None  # made at start-up: one per hypercorn worker process
 
@@ -39,11 +36,11 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
         room = path.removeprefix("/rooms/").removesuffix("/events")
         if path == "/healthz":
-            await _plain(send, 200, b"ok")
+            await send_plain(send, 200, b"ok")
         elif path.startswith("/rooms/") and path.endswith("/events") and "/" not in room:
             await _stream(room, receive, send)
         else:
-            await _plain(send, 404, b"not found")
+            await send_plain(send, 404, b"not found")
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
@@ -67,12 +64,6 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             await asyncio.gather(*tasks, return_exceptions=True)
             await send({"type": "lifespan.shutdown.complete"})
             return
-
-
-async def _plain(send: Send, status: int, body: bytes) -> None:
-    headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 async def _stream(room: str, receive: Receive, send: Send) -> None:

@@ -51,9 +51,9 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         return
     match = ROUTE.fullmatch(scope["path"])
     if scope["path"] == "/healthz":
-        await _plain(send, 200, b"ok")
+        await send_plain(send, 200, b"ok")
     elif match is None or scope["method"] != "GET":
-        await _plain(send, 404, b"not found")
+        await send_plain(send, 404, b"not found")
     else:
         await _stream(match["room"], receive, send)
 
@@ -69,7 +69,7 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
-async def _plain(send: Send, status: int, body: bytes) -> None:
+async def send_plain(send: Send, status: int, body: bytes) -> None:
     headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
@@ -86,7 +86,7 @@ async def _stream(room: str, receive: Receive, send: Send) -> None:
         )
     except psycopg.OperationalError as exc:  # "too many clients already", past max_connections
         reason = str(exc).rsplit("FATAL:", 1)[-1].strip()  # libpq's text names socket and all
-        await _plain(send, 503, f"database refused: {reason}".encode())
+        await send_plain(send, 503, f"database refused: {reason}".encode())
         return
     async with conn:
         # LISTEN before the response starts: once the client has its 200, nothing committed
