@@ -177,7 +177,7 @@ async def _frames(feed: Feed, send: Send | None) -> AsyncIterator[bytes]:
                 yield _body(batch)
             return
         # Django's per-part loop (a chunking generator and a message per part, behind two
-        # iterator layers) ran once per event per stream, about a sixth of the CPU of a
+        # iterator layers) ran once per event per stream, about a tenth of the CPU of a
         # frame: from here on the frames go straight to the server's ASGI send. Django is
         # still waiting on this generator, so it still cancels it when the client leaves.
         async for batch in feed.batches():
