@@ -361,7 +361,9 @@ async def healthz(request: HttpRequest) -> JsonResponse:
         body["database"] = True
     except Exception as exc:  # DatabaseError, PoolTimeout, TimeoutError: report, never raise
         body["database_error"] = str(exc) or type(exc).__name__
-    body["status"] = "ok" if body["database"] and listener.connected else "unavailable"
+    # From the body, not the listener: it may reconnect while the query above awaits, and
+    # the status must agree with the fields it is sent with.
+    body["status"] = "ok" if body["database"] and body["listener_connected"] else "unavailable"
     return JsonResponse(body, status=200 if body["status"] == "ok" else 503)
 
 

@@ -84,6 +84,30 @@ async def test_healthz_is_503_while_the_listener_is_down_and_200_after(
     assert body["listener_connected"] is True
 
 
+async def test_healthz_status_agrees_with_its_body_while_the_listener_flaps(
+    make_server: Callable[..., Server], db_url: str
+) -> None:
+    server = make_server(CHAT_LISTENER_BACKOFF="0.2")
+    answers: list[tuple[int, dict]] = []
+    reconnected = asyncio.Event()
+
+    def poll() -> None:  # back to back, so that some land on the instant of reconnecting
+        while not reconnected.is_set():
+            answers.append(server.health())
+
+    for _ in range(16):
+        await kill_listeners(db_url)
+        await wait_health(server, 503)
+        reconnected.clear()
+        pollers = [asyncio.create_task(asyncio.to_thread(poll)) for _ in range(4)]
+        await wait_health(server, 200)
+        reconnected.set()
+        await asyncio.gather(*pollers)
+    assert {code for code, _ in answers} == {200, 503}
+    for code, body in answers:
+        assert (code == 200) == (body["listener_connected"] and body["database"]), body
+
+
 @pytest.fixture(scope="module")
 def restartable(scratch_cluster: EmbeddedPostgres) -> EmbeddedPostgres:
     """A cluster of its own to stop and start, migrated."""
