@@ -29,7 +29,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from chat import sse
+from chat import heap, sse
 from chat.events import CHANNEL, ChatEvent, InvalidPayload
 
 logger = logging.getLogger("bench.ceiling")
@@ -188,6 +188,7 @@ async def serve(host: str, port: int, backlog: int) -> None:
         ceiling.handle, host, port, backlog=backlog, limit=REQUEST_HEAD_MAX_BYTES
     )
     heartbeat = asyncio.create_task(ceiling.heartbeat())
+    heap.settle()  # as pgchat does
     stop = asyncio.create_task(stopping.wait())
     tasks: list[asyncio.Task[Any]] = [listener, stop]
     async with server:

@@ -19,7 +19,7 @@ import contextlib
 import os
 from typing import Any
 
-from chat import sse
+from chat import heap, sse
 
 from .ceiling import Ceiling, Client
 from .per_connection import STREAM_HEADERS, Receive, Send, send_plain
@@ -57,6 +57,7 @@ async def _lifespan(receive: Receive, send: Send) -> None:
                 asyncio.create_task(_ceiling.heartbeat()),
             ]
             await listening.wait()
+            heap.settle()  # as pgchat does
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             for task in tasks:

@@ -6,7 +6,6 @@ hypercorn worker process runs it once: one listener and one read pool per proces
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 from typing import Any
@@ -22,7 +21,7 @@ django_application = ASGIStaticFilesHandler(get_asgi_application())
 
 from django.conf import settings  # noqa: E402
 
-from chat import history, metrics  # noqa: E402
+from chat import heap, history, metrics  # noqa: E402
 from chat.listener import get_listener  # noqa: E402
 from chat.views import ASGI_SEND  # noqa: E402
 
@@ -60,11 +59,7 @@ async def _lifespan(receive: Any, send: Any) -> None:
                 logger.exception("start-up failed")
                 await send({"type": "lifespan.startup.failed", "message": repr(exc)})
                 return
-            # Django, the admin and every import are here for good: move them out of the
-            # cyclic GC's sight, so each full collection (a pause of the whole process,
-            # every stream with it) scans only what came after, chiefly the streams.
-            gc.collect()
-            gc.freeze()
+            heap.settle()  # full collections pause every stream: make them rare and small
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             # hypercorn has already ended open streams (after graceful_timeout); this closes
