@@ -2,7 +2,8 @@
 
 Sync ORM code, called from async views through ``run_and_release``, which returns the
 request's database connection as soon as the check is done: an SSE stream lasts minutes and
-must not hold a connection for its whole life.
+must not hold a connection for its whole life. The stream's check of a public room is async
+(``readable_room_slug``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from asgiref.sync import SyncToAsync, sync_to_async
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import close_old_connections, connection, connections
 from django.db.models import Q, QuerySet
+from django.http import HttpRequest
 
+from . import history
 from .models import ChatMessage, Room
 
 P = ParamSpec("P")
@@ -49,6 +52,21 @@ def readable_room(user: AnyUser, slug: str) -> Room:
     if room.is_private and not can_enter_private(user, room):
         raise NotAllowed(f"room {slug!r} is private")
     return room
+
+
+async def readable_room_slug(request: HttpRequest, slug: str) -> str:
+    """``readable_room`` for the event stream, whose opens come in storms (every client of a
+    restarted server reconnects at once): a public room is one query on the async read pool,
+    with no thread and no session read; a private room takes the full check above."""
+    async with history.connection() as conn:
+        cur = await conn.execute("SELECT is_private FROM chat_room WHERE slug = %s", (slug,))
+        row = await cur.fetchone()
+    if row is None:
+        raise RoomNotFound(f"no room {slug!r}")
+    if row[0]:
+        room = await run_and_release(readable_room, request.user, slug)
+        return room.slug
+    return slug
 
 
 def can_enter_private(user: AnyUser, room: Room) -> bool:

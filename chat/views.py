@@ -134,7 +134,7 @@ async def room_events(request: HttpRequest, slug: str) -> HttpResponseBase:
 
 
 async def _open_stream(request: HttpRequest, slug: str) -> HttpResponseBase:
-    room = await rooms.run_and_release(_readable_room, request, slug)  # 404/403 first
+    room = await rooms.readable_room_slug(request, slug)  # 404/403 first
     try:
         # The header is newer than the query: the browser sends it on each reconnect, while
         # the URL keeps the cursor the page was rendered with.
@@ -143,7 +143,7 @@ async def _open_stream(request: HttpRequest, slug: str) -> HttpResponseBase:
         )
         # Subscribed before the response's headers go out: a client that sees the 200 and
         # then writes must receive its own write ("from now" means now).
-        feed = await Feed.open(get_listener(), room.slug, since)
+        feed = await Feed.open(get_listener(), room, since)
     except (sse.InvalidCursor, CursorAhead) as exc:
         return error(400, str(exc))
     body = _frames(feed, request.scope.get(ASGI_SEND))

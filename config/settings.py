@@ -102,14 +102,16 @@ INSTALLED_APPS = [
     "chat",
 ]
 
+# Django's stock list, each subclassed to run its hooks on the event loop rather than in a
+# thread per hook (chat/middleware.py says which hooks still take a thread, and why).
 MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "chat.middleware.SecurityMiddleware",
+    "chat.middleware.SessionMiddleware",
+    "chat.middleware.CommonMiddleware",
+    "chat.middleware.CsrfViewMiddleware",
+    "chat.middleware.AuthenticationMiddleware",
+    "chat.middleware.MessageMiddleware",
+    "chat.middleware.XFrameOptionsMiddleware",
     "chat.middleware.ContentSecurityPolicyMiddleware",
 ]
 

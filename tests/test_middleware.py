@@ -1,0 +1,86 @@
+"""Django's stock middleware, run on the event loop (chat/middleware.py): no thread hop for a
+plain GET (every event stream's open), a thread still for what may block, and the same
+headers and refusals as the stock classes give."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import SyncToAsync, ThreadSensitiveContext
+from django.conf import settings
+from django.contrib.sessions.backends.db import SessionStore
+from django.core.handlers.base import BaseHandler
+from django.http import HttpRequest, HttpResponse
+from django.test import RequestFactory, override_settings
+from django.urls import path
+from django.utils.module_loading import import_string
+
+from chat import middleware
+
+OURS = [import_string(name) for name in settings.MIDDLEWARE]
+# The stock class each of ours extends, in the same order (the CSP one is ours alone).
+STOCK = [cls.__mro__[2] if issubclass(cls, middleware.OnTheLoop) else cls for cls in OURS]
+
+
+def dotted(classes: list[type]) -> list[str]:
+    return [f"{cls.__module__}.{cls.__qualname__}" for cls in classes]
+
+
+async def ok(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("ok")
+
+
+async def remember(request: HttpRequest) -> HttpResponse:
+    await request.session.aset("seen", 1)
+    return HttpResponse("ok")
+
+
+urlpatterns = [path("ok", ok), path("remember", remember)]  # this module is the urlconf
+
+
+async def run(request: HttpRequest, classes: list[type]) -> tuple[Any, bool]:
+    """The response of Django's own handler with ``classes`` as MIDDLEWARE, and whether any
+    hook took the request's thread.
+
+    As Django's ASGI handler does, the request runs in a ThreadSensitiveContext: asgiref
+    starts the request's own thread at its first sync hop, and only then.
+    """
+    request.urlconf = __name__
+    with override_settings(MIDDLEWARE=dotted(classes)):
+        handler = BaseHandler()
+        handler.load_middleware(is_async=True)
+    async with ThreadSensitiveContext():
+        context = SyncToAsync.thread_sensitive_context.get()
+        response = await handler.get_response_async(request)
+        hopped = context in SyncToAsync.context_to_thread_executor
+    return response, hopped
+
+
+def test_ours_extend_the_stock_classes_one_for_one() -> None:
+    assert [cls.__module__.split(".")[0] for cls in STOCK] == ["django"] * 7 + ["chat"]
+    assert all(issubclass(ours, stock) for ours, stock in zip(OURS, STOCK, strict=True))
+
+
+async def test_a_get_takes_no_thread_and_gets_the_stock_headers() -> None:
+    response, hopped = await run(RequestFactory().get("/ok"), OURS)
+    assert not hopped
+    stock_response, stock_hopped = await run(RequestFactory().get("/ok"), STOCK)
+    assert stock_hopped  # what the stock classes do: the check above can fail
+    assert response.status_code == stock_response.status_code == 200
+    assert dict(response.headers) == dict(stock_response.headers)
+    assert response["X-Frame-Options"] == "DENY"
+    assert response["X-Content-Type-Options"] == "nosniff"
+
+
+async def test_a_post_without_a_token_is_refused_as_by_the_stock_classes() -> None:
+    response, hopped = await run(RequestFactory().post("/ok"), OURS)
+    assert hopped  # the check may parse the body: in the thread
+    assert response.status_code == 403
+    assert b"CSRF" in response.content
+
+
+async def test_a_modified_session_is_saved_in_a_thread() -> None:
+    response, hopped = await run(RequestFactory().get("/remember"), OURS)
+    assert hopped
+    key = response.cookies[settings.SESSION_COOKIE_NAME].value
+    assert await SessionStore(key).aget("seen") == 1  # written to the database
