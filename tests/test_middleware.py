@@ -4,6 +4,9 @@ headers and refusals as the stock classes give."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from typing import Any
 
 from asgiref.sync import SyncToAsync, ThreadSensitiveContext
@@ -16,6 +19,8 @@ from django.urls import path
 from django.utils.module_loading import import_string
 
 from chat import middleware
+
+from .servers import PROJECT_DIR
 
 OURS = [import_string(name) for name in settings.MIDDLEWARE]
 # The stock class each of ours extends, in the same order (the CSP one is ours alone).
@@ -84,3 +89,30 @@ async def test_a_modified_session_is_saved_in_a_thread() -> None:
     assert hopped
     key = response.cookies[settings.SESSION_COOKIE_NAME].value
     assert await SessionStore(key).aget("seen") == 1  # written to the database
+
+
+def test_config_asgi_leaves_request_started_no_sync_receiver() -> None:
+    """Each sync receiver would start the request's thread before the first middleware; under
+    ASGI, Django's two have nothing to do there (tests the real module, in a process of its
+    own, since importing it changes the signals)."""
+    code = (
+        "import json, config.asgi\n"
+        "from django.core import signals\n"
+        "from django.core.handlers.asgi import ASGIHandler as H\n"
+        "def names(signal):\n"
+        "    sync, asyncs = signal._live_receivers(H)\n"
+        "    return [f.__name__ for f in sync]\n"
+        "print(json.dumps([names(signals.request_started), names(signals.request_finished)]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    started, finished = json.loads(result.stdout.splitlines()[-1])
+    assert started == []
+    assert "close_old_connections" in finished  # the request's connections are still closed
