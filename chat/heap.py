@@ -1,34 +1,31 @@
 """The cyclic garbage collector, tuned for a process that holds thousands of open streams.
 
-Each open stream holds about 200 GC-tracked objects (hypercorn's connection, Django's request
-and response, our subscription), so at 10,000 streams a full collection walks 2 million
-objects and pauses the whole process, every stream with it, for about a second. CPython's
-default thresholds (700, 10, 10) run a young collection every 700 net allocations, so many
-run in the middle of every fan-out, each promoting whatever writes are in flight; the
-promoted objects soon add up to a full collection. Measured (`make bench`, 1 worker): p99 at
-1,000 streams and 10 inserts/s went from 141 to 83 ms, and at 10,000 streams and 1 insert/s
-from 2.0 to 0.62 s, with 20% less CPU per frame. The bench's ceiling and hypercorn floor
-call this too, so the comparison stays fair.
+Each open stream holds about 200 GC-tracked objects, so at 10,000 streams a full collection
+walks 2 million objects and pauses every stream for about a second. With CPython's default
+thresholds (700, 10, 10) a young collection runs every 700 net allocations, many times in
+each fan-out, and each promotes the writes then in flight to the old generation, where they
+add up to a full collection. The README's benchmark section has the figures.
 """
 
 from __future__ import annotations
 
 import gc
 
-# A young collection every 50,000 net allocations rather than 700: most of a fan-out's
-# objects die before it runs, and fewer reach the old generations, so full collections
-# (the 25% growth rule of CPython's collector still applies) come seldom. The cyclic
-# garbage that waits for it is at most tens of thousands of objects: a few MB.
-THRESHOLDS = (50_000, 20, 20)
+# Young collections every 50,000 net allocations, not 700: a fan-out's objects die before
+# one runs, so few reach the old generation and full collections come seldom. The other
+# two thresholds are 1, not 10: a closed stream leaves reference cycles (hypercorn's
+# connection objects) in the old generation that only a full collection frees, and with
+# high thresholds there the garbage grew without bound as streams came and went
+# (measured: +156 MB after 10,000 reconnects with (50,000, 20, 20); +52 MB, then flat,
+# with these). Full collections still wait for CPython's own rule: the old generation must
+# have grown by a quarter since the last one.
+THRESHOLDS = (50_000, 1, 1)
 
 
 def settle() -> None:
-    """Call once start-up is done: freeze what is there for good, then tune the collector.
+    """Freeze start-up's objects out of every later collection, then set the thresholds.
 
-    The imports, Django and the admin stay for the process's life; frozen, they are out of
-    every later collection's walk. Streams are not frozen: hypercorn's connection objects
-    reference each other, and a frozen cycle would never be freed (measured: about 120
-    objects leaked per closed stream).
+    Call once start-up is done. Streams are not frozen: a frozen cycle is never freed.
     """
     gc.collect()
     gc.freeze()
