@@ -30,7 +30,7 @@ from chat.views import ASGI_SEND  # noqa: E402
 # Django's two sync receivers of request_started are no-ops under ASGI: they run in the
 # request's own thread, which asgiref starts for that very call and which has no database
 # connection yet (connections are thread-local). Starting that thread was the one thread hop
-# left in opening an event stream (chat/middleware.py took out the others), and under a
+# left in opening an event stream (chat/stock_middleware.py took out the others), and under a
 # reconnect storm, hundreds of threads at once. request_finished keeps its receiver: by
 # then the request may have used connections, in its thread, that must be closed.
 signals.request_started.disconnect(close_old_connections)

@@ -103,15 +103,15 @@ INSTALLED_APPS = [
 ]
 
 # Django's stock list, each subclassed to run its hooks on the event loop rather than in a
-# thread per hook (chat/middleware.py says which hooks still take a thread, and why).
+# thread per hook (chat/stock_middleware.py says which hooks still take a thread, and why).
 MIDDLEWARE = [
-    "chat.middleware.SecurityMiddleware",
-    "chat.middleware.SessionMiddleware",
-    "chat.middleware.CommonMiddleware",
-    "chat.middleware.CsrfViewMiddleware",
-    "chat.middleware.AuthenticationMiddleware",
-    "chat.middleware.MessageMiddleware",
-    "chat.middleware.XFrameOptionsMiddleware",
+    "chat.stock_middleware.SecurityMiddleware",
+    "chat.stock_middleware.SessionMiddleware",
+    "chat.stock_middleware.CommonMiddleware",
+    "chat.stock_middleware.CsrfViewMiddleware",
+    "chat.stock_middleware.AuthenticationMiddleware",
+    "chat.stock_middleware.MessageMiddleware",
+    "chat.stock_middleware.XFrameOptionsMiddleware",
     "chat.middleware.ContentSecurityPolicyMiddleware",
 ]
 

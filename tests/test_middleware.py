@@ -1,4 +1,4 @@
-"""Django's stock middleware, run on the event loop (chat/middleware.py): no thread hop for a
+"""Django's stock middleware, run on the event loop (chat/stock_middleware.py): no thread hop for a
 plain GET (every event stream's open), a thread still for what may block, and the same
 headers and refusals as the stock classes give."""
 
@@ -9,6 +9,7 @@ import subprocess
 import sys
 from typing import Any
 
+import django
 from asgiref.sync import SyncToAsync, ThreadSensitiveContext
 from django.conf import settings
 from django.contrib.sessions.backends.db import SessionStore
@@ -18,13 +19,13 @@ from django.test import RequestFactory, override_settings
 from django.urls import path
 from django.utils.module_loading import import_string
 
-from chat import middleware
+from chat import stock_middleware
 
 from .servers import PROJECT_DIR
 
 OURS = [import_string(name) for name in settings.MIDDLEWARE]
 # The stock class each of ours extends, in the same order (the CSP one is ours alone).
-STOCK = [cls.__mro__[2] if issubclass(cls, middleware.OnTheLoop) else cls for cls in OURS]
+STOCK = [cls.__mro__[2] if issubclass(cls, stock_middleware.OnTheLoop) else cls for cls in OURS]
 
 
 def dotted(classes: list[type]) -> list[str]:
@@ -40,7 +41,12 @@ async def remember(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok")
 
 
-urlpatterns = [path("ok", ok), path("remember", remember)]  # this module is the urlconf
+async def peek(request: HttpRequest) -> HttpResponse:
+    await request.session.aget("seen")  # read, not written: Vary: Cookie, no save
+    return HttpResponse("ok")
+
+
+urlpatterns = [path("ok", ok), path("remember", remember), path("peek", peek)]  # the urlconf
 
 
 async def run(request: HttpRequest, classes: list[type]) -> tuple[Any, bool]:
@@ -80,8 +86,18 @@ async def test_a_get_takes_no_thread_and_gets_the_stock_headers() -> None:
 async def test_a_post_without_a_token_is_refused_as_by_the_stock_classes() -> None:
     response, hopped = await run(RequestFactory().post("/ok"), OURS)
     assert hopped  # the check may parse the body: in the thread
-    assert response.status_code == 403
+    stock_response, _ = await run(RequestFactory().post("/ok"), STOCK)
+    assert response.status_code == stock_response.status_code == 403
+    assert response.content == stock_response.content
     assert b"CSRF" in response.content
+
+
+async def test_a_session_read_but_not_written_varies_on_cookie_as_stock() -> None:
+    factory = RequestFactory()
+    response, _ = await run(factory.get("/peek", HTTP_COOKIE="sessionid=nosuch"), OURS)
+    stock_response, _ = await run(factory.get("/peek", HTTP_COOKIE="sessionid=nosuch"), STOCK)
+    assert response["Vary"] == stock_response["Vary"] == "Cookie"
+    assert dict(response.cookies) == dict(stock_response.cookies)
 
 
 async def test_a_modified_session_is_saved_in_a_thread() -> None:
@@ -116,3 +132,9 @@ def test_config_asgi_leaves_request_started_no_sync_receiver() -> None:
     started, finished = json.loads(result.stdout.splitlines()[-1])
     assert started == []
     assert "close_old_connections" in finished  # the request's connections are still closed
+
+
+def test_the_rules_were_checked_against_this_django() -> None:
+    """chat/stock_middleware.py says which stock hooks may block from Django 5.2's source;
+    another Django must have its hooks read again before this is raised."""
+    assert django.VERSION[:2] == (5, 2)
