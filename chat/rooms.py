@@ -15,7 +15,6 @@ from asgiref.sync import SyncToAsync, sync_to_async
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import close_old_connections, connection, connections
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest
 
 from . import history
 from .models import ChatMessage, Room
@@ -54,17 +53,18 @@ def readable_room(user: AnyUser, slug: str) -> Room:
     return room
 
 
-async def readable_room_slug(request: HttpRequest, slug: str) -> str:
+async def readable_room_slug(user: AnyUser, slug: str) -> str:
     """``readable_room`` for the event stream, whose opens come in storms (every client of a
     restarted server reconnects at once): a public room is one query on the async read pool,
-    with no thread and no session read; a private room takes the full check above."""
+    with no thread and no session read (``request.user`` is lazy: pass it as it is); a
+    private room takes the full check above."""
     async with history.connection() as conn:
         cur = await conn.execute("SELECT is_private FROM chat_room WHERE slug = %s", (slug,))
         row = await cur.fetchone()
     if row is None:
         raise RoomNotFound(f"no room {slug!r}")
     if row[0]:
-        room = await run_and_release(readable_room, request.user, slug)
+        room = await run_and_release(readable_room, user, slug)
         return room.slug
     return slug
 

@@ -134,7 +134,7 @@ async def room_events(request: HttpRequest, slug: str) -> HttpResponseBase:
 
 
 async def _open_stream(request: HttpRequest, slug: str) -> HttpResponseBase:
-    room = await rooms.readable_room_slug(request, slug)  # 404/403 first
+    room = await rooms.readable_room_slug(request.user, slug)  # 404/403 first
     try:
         # The header is newer than the query: the browser sends it on each reconnect, while
         # the URL keeps the cursor the page was rendered with.
