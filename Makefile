@@ -32,7 +32,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 db: $(STAMP)
 ifndef DATABASE_URL
-	$(PY) -m chat.embedded_pg start
+	$(PY) -m devtools.embedded_pg start
 endif
 
 migrate: db
@@ -60,13 +60,13 @@ bench: migrate
 
 psql: db
 ifdef DATABASE_URL
-	$(PY) -c 'import os; from chat.embedded_pg import binaries_dir; p = str(binaries_dir() / "psql"); os.execv(p, [p, os.environ["DATABASE_URL"]])'
+	$(PY) -c 'import os; from devtools.embedded_pg import binaries_dir; p = str(binaries_dir() / "psql"); os.execv(p, [p, os.environ["DATABASE_URL"]])'
 else
-	$(PY) -m chat.embedded_pg psql
+	$(PY) -m devtools.embedded_pg psql
 endif
 
 stop: $(STAMP)
-	$(PY) -m chat.embedded_pg stop
+	$(PY) -m devtools.embedded_pg stop
 
 clean: stop
 	rm -rf $(VENV) .pgchat

@@ -31,7 +31,7 @@ def database_url() -> str:
     """``DATABASE_URL``, else the project's embedded PostgreSQL (started if needed)."""
     if url := os.environ.get("DATABASE_URL"):
         return url
-    from chat.embedded_pg import EmbeddedPostgres
+    from devtools.embedded_pg import EmbeddedPostgres
 
     cluster = EmbeddedPostgres.from_environment()
     cluster.ensure_running()

@@ -1,7 +1,7 @@
 """Hop 3 to 4: one client's feed of a room: what it missed (from the log), then live frames.
 
 Upstream:   chat/listener.py (a Subscription per feed) and chat/history.py (the log).
-Downstream: chat/views.py frames it as SSE; ``manage.py chat tail`` prints it.
+Downstream: chat/stream.py frames it as SSE; ``manage.py chat tail`` prints it.
 On failure: nothing is lost. A feed that falls behind (its buffer overflowed) is dropped from
             the fan-out at once, so memory stays bounded, and catches up from the log when
             its consumer comes back; a feed whose server stops simply ends, and the client
@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from . import history
-from .listener import Listener, Subscription
+from . import db, history
+from .listener import Listener
 from .sse import Frame, encode
+from .subscription import Subscription, Viewer
 
 
 class CursorAhead(ValueError):
@@ -31,15 +32,17 @@ class Feed:
         self._listener, self._sub, self._page, self.cursor = listener, sub, first, since
 
     @classmethod
-    async def open(cls, listener: Listener, room: str, since: int | None) -> Feed:
+    async def open(
+        cls, listener: Listener, room: str, since: int | None, viewer: Viewer = Viewer.ANONYMOUS
+    ) -> Feed:
         """Subscribe, then read the first page of the log after ``since``.
 
         ``since=None`` means "from now": the room's current cursor, with nothing to replay.
         Raises CursorAhead for a cursor the room has not reached.
         """
-        sub = listener.subscribe(room, since or 0)
+        sub = listener.subscribe(room, since or 0, viewer)
         try:
-            async with history.connection() as conn:
+            async with db.connection() as conn:
                 if since is None:  # one index probe, not a page of history to discard
                     cursor = await history.current_cursor(conn, room)
                     sub.advance(cursor)
@@ -76,7 +79,7 @@ class Feed:
                 if not self._sub.fell_behind:
                     return
                 # Dropped as slow: subscribe again first, then read what we missed.
-                self._sub = self._listener.subscribe(self._sub.room, self.cursor)
+                self._sub = self._listener.subscribe(self._sub.room, self.cursor, self._sub.viewer)
         finally:
             self.close()
 
@@ -89,7 +92,7 @@ class Feed:
         self._page = None
         while True:
             if page is None:
-                async with history.connection() as conn:
+                async with db.connection() as conn:
                     page = await history.changes_after(conn, self._sub.room, self.cursor)
             if page.rows:
                 yield [encode(event) for event in page.rows]

@@ -1,8 +1,8 @@
 """The log: reading back from the tables what a client or the listener missed.
 
 Upstream:   the MessageChange log and ChatMessage rows written by the trigger (chat/models.py).
-Downstream: chat/views.py (page, JSON history, stream replay) and chat/listener.py (catch-up
-            after a reconnect, completing stub payloads).
+Downstream: chat/pages.py (the page), chat/messages_api.py (JSON history), chat/feed.py
+            (a stream's replay) and chat/listener.py (catch-up after a reconnect, stubs).
 On failure: a query error ends that request or that listener connection; the database still
             holds everything, so the client's next resume (or the listener's next reconnect)
             reads it again.
@@ -10,26 +10,20 @@ On failure: a query error ends that request or that listener connection; the dat
 Every query here is one statement, so the cursor it returns and the rows it returns come
 from one snapshot: "history up to cursor N" means exactly that.
 
-Reads go through a small async pool (not the ORM) so an open stream never pins a database
-connection or a thread: thousands of streams share a handful of connections.
+Reads go through the process's small async pool (chat/db.py), not the ORM, so an open
+stream never pins a database connection or a thread.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import AsyncIterator
 from typing import Any, NamedTuple, cast
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
 
 from .events import MESSAGE_FIELDS, ChatEvent, Op
 
 REPLAY_BATCH = 500  # changes per query when replaying; a long absence takes several queries
-POOL_MAX_SIZE = 4  # per process; replays are short single statements
-
-_pool: AsyncConnectionPool | None = None
 
 
 class Page(NamedTuple):
@@ -41,54 +35,6 @@ class Page(NamedTuple):
     # The last log entry read, event or not: a page of creates of messages hard-deleted
     # since yields no event, yet the reader must move past it.
     last_seq: int = 0
-
-
-# -- connections -------------------------------------------------------------------------
-
-
-async def open_pool(conninfo: str) -> AsyncConnectionPool:
-    """Open this process's read pool (idempotent); call from the running event loop."""
-    global _pool
-    if _pool is None:
-        _pool = AsyncConnectionPool(
-            conninfo,
-            min_size=1,
-            max_size=POOL_MAX_SIZE,
-            # prepare_threshold=None: no server-side prepared statements, which a
-            # transaction-pooling PgBouncer in DATABASE_URL would not keep.
-            kwargs={
-                "autocommit": True,
-                "application_name": "pgchat-reader",
-                "prepare_threshold": None,
-            },
-            timeout=10,  # seconds to wait for a connection, like Django's pool
-            # A round trip per checkout: after a database restart, pooled connections are
-            # dead, and a stream's replay must get a live one rather than fail.
-            check=AsyncConnectionPool.check_connection,
-            open=False,
-            name="pgchat-reader",
-        )
-        await _pool.open()
-    return _pool
-
-
-async def close_pool() -> None:
-    global _pool
-    pool, _pool = _pool, None
-    if pool is not None:
-        await pool.close()
-
-
-@contextlib.asynccontextmanager
-async def connection() -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-    """A pooled connection; the pool is opened on first use from settings."""
-    if _pool is None:
-        from django.conf import settings  # lazily: tests and the CLI may open their own
-
-        await open_pool(settings.DATABASE_URL)
-    assert _pool is not None
-    async with _pool.connection() as conn:
-        yield conn
 
 
 # -- queries -----------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Hops 2-3: one LISTEN connection per process, fanned out to per-stream bounded buffers.
 
 Upstream:   trigger ``chat_message_notify`` on ChatMessage (chat/models.py), via NOTIFY.
-Downstream: chat/feed.py, one Subscription per open stream (chat/views.py) or ``chat tail``.
+Downstream: chat/feed.py, one Subscription per open stream (chat/stream.py) or ``chat tail``.
 On failure: NOTIFYs sent while the connection is down are gone, so on every (re)connect the
             listener LISTENs first and then reads, in one query, what each room's
             subscribers have not been given yet (chat/history.py), and publishes it. Streams
@@ -29,7 +29,7 @@ from psycopg import sql
 
 from . import history, metrics, sse
 from .events import CHANNEL, ChatEvent, InvalidPayload
-from .sse import Frame
+from .subscription import Subscription, Viewer
 
 logger = logging.getLogger("pgchat.listener")
 
@@ -49,86 +49,6 @@ class Backoff:
     def next_delay(self) -> float:
         self._delay = min(self.CAP, self._delay * self.FACTOR or self.initial)
         return self._delay * random.uniform(1 - self.JITTER, 1 + self.JITTER)
-
-
-class Subscription:
-    """One open stream's bounded buffer of frames, filled by the listener, drained by a view.
-
-    Not an asyncio.Queue: the view takes everything buffered in one call and writes it in one
-    chunk, and the hot path (``offer``) is a comparison and an append.
-    """
-
-    __slots__ = (
-        "_closed", "_frames", "_heard", "_idle", "_limit", "_waiter", "fell_behind", "room", "seq",
-    )  # fmt: skip
-
-    def __init__(self, room: str, seq: int, limit: int) -> None:
-        if limit < 1:
-            raise ValueError(f"subscriber buffer limit must be at least 1, got {limit}")
-        self.room = room
-        self.seq = seq  # the highest cursor this stream has been given (buffered or replayed)
-        self._frames: list[Frame] = []  # a list, not a deque: an empty deque costs 760 B
-        self._limit = limit
-        self._waiter: asyncio.Future[None] | None = None
-        self._closed = False
-        self._heard = False  # a frame came since the last heartbeat tick
-        self._idle = False  # the last tick found it quiet: the reader sends a keepalive
-        self.fell_behind = False  # closed because its buffer overflowed, not by a shutdown
-
-    def offer(self, frame: Frame) -> bool:
-        """Buffer a frame unless already given; False when the buffer is full."""
-        if frame.seq <= self.seq or self._closed:
-            return True
-        if len(self._frames) >= self._limit:
-            return False
-        self._frames.append(frame)
-        self.seq = frame.seq
-        self._heard = True
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-        return True
-
-    def advance(self, seq: int) -> None:
-        """Note that the stream replayed up to ``seq`` from the table itself."""
-        self.seq = max(self.seq, seq)
-
-    def heartbeat(self) -> None:
-        """The listener's periodic tick: a reader that heard nothing since the previous
-        tick is woken with an empty batch (and sends a keepalive). One timer for all
-        streams, instead of a timeout per stream per wait."""
-        if self._heard:
-            self._heard = False
-            return
-        self._idle = True
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    async def next_frames(self) -> list[Frame] | None:
-        """Everything buffered, waiting for at least one frame; [] when idle for a
-        heartbeat; None once closed."""
-        while not self._frames:
-            if self._closed:
-                return None
-            if self._idle:
-                self._idle = False
-                return []
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        frames, self._frames = self._frames, []
-        return frames
-
-    def close(self, *, fell_behind: bool = False) -> None:
-        """Drop what is buffered and wake the view: it ends the stream, or if the stream
-        fell behind, reads what it missed from the table and subscribes again."""
-        self.fell_behind = self.fell_behind or fell_behind
-        self._closed = True
-        self._frames = []
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
 
 
 class Listener:
@@ -211,9 +131,9 @@ class Listener:
 
     # -- subscribers -----------------------------------------------------------------------
 
-    def subscribe(self, room: str, seq: int) -> Subscription:
-        """A buffer for a new stream that has been given everything up to ``seq``."""
-        sub = Subscription(room, seq, self.queue_size)
+    def subscribe(self, room: str, seq: int, viewer: Viewer = Viewer.ANONYMOUS) -> Subscription:
+        """A buffer for a new stream, held by ``viewer``, given everything up to ``seq``."""
+        sub = Subscription(room, seq, self.queue_size, viewer)
         self._rooms.setdefault(room, set()).add(sub)
         metrics.SUBSCRIBERS.labels(room).inc()
         return sub

@@ -1,6 +1,7 @@
-"""Plain HTML pages around the chat: the room list, creating a room, signing up.
+"""The HTML pages: a room's chat page, the room list, creating a room, signing up.
 
-Kept apart from chat/views.py, which is the data path; these are ordinary Django views.
+The room page renders history up to cursor N and hands N to chat.js, which opens the stream
+from exactly there (chat/stream.py); the rest are ordinary Django views.
 """
 
 from __future__ import annotations
@@ -9,13 +10,18 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_http_methods
 
-from . import rooms
+from . import db, history, rooms
 from .forms import RoomForm, SignUpForm
+from .jsonapi import dispatch
 from .listener import get_listener
+from .messages_api import HISTORY_LIMIT_DEFAULT
+from .models import Room
 
 
 @require_http_methods(["GET"])
@@ -52,3 +58,45 @@ def signup(request: HttpRequest) -> HttpResponse:
         messages.success(request, f"Welcome, {user.get_username()}!")
         return redirect("/")
     return render(request, "registration/signup.html", {"form": form})
+
+
+# -- the room page -----------------------------------------------------------------------
+
+
+async def index(request: HttpRequest) -> HttpResponse:
+    return HttpResponseRedirect(reverse("room", args=["lobby"]))
+
+
+@ensure_csrf_cookie  # chat.js reads the token from the cookie for its fetch() calls
+async def room_page(request: HttpRequest, slug: str) -> HttpResponseBase:
+    """History up to cursor N, rendered with N, so the page's stream starts exactly there."""
+
+    async def show(request: HttpRequest, slug: str) -> HttpResponse:
+        room = await rooms.run_and_release(rooms.readable_room, request.user, slug)
+        async with db.connection() as conn:
+            page = await history.recent_messages(
+                conn, room.slug, before=None, limit=HISTORY_LIMIT_DEFAULT
+            )
+        # Rendered in the request's thread: the template reads the lazy user, the session
+        # and flash messages, all of which may query the database.
+        return await rooms.run_and_release(_render_room, request, room, page)
+
+    return await dispatch(request, {"GET": show}, slug)
+
+
+def _render_room(request: HttpRequest, room: Room, page: history.Page) -> HttpResponse:
+    user = request.user
+    boot = {
+        "room": room.slug,
+        "cursor": page.cursor,
+        "messages": page.rows,
+        "has_more": page.has_more,
+        "user": {"id": user.pk, "name": user.get_username(), "is_staff": bool(user.is_staff)}
+        if user.is_authenticated
+        else None,
+        "urls": {
+            "events": reverse("room_events", args=[room.slug]),
+            "messages": reverse("room_messages", args=[room.slug]),
+        },
+    }
+    return render(request, "chat/room.html", {"room": room, "boot": boot})

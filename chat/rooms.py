@@ -16,7 +16,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import close_old_connections, connection, connections
 from django.db.models import Q, QuerySet
 
-from . import history
+from . import db
 from .models import ChatMessage, Room
 
 P = ParamSpec("P")
@@ -58,7 +58,7 @@ async def readable_room_slug(user: AnyUser, slug: str) -> str:
     restarted server reconnects at once): a public room is one query on the async read pool,
     with no thread and no session read (``request.user`` is lazy: pass it as it is); a
     private room takes the full check above."""
-    async with history.connection() as conn:
+    async with db.connection() as conn:
         cur = await conn.execute("SELECT is_private FROM chat_room WHERE slug = %s", (slug,))
         row = await cur.fetchone()
     if row is None:

@@ -1,7 +1,7 @@
 """Hop 4, wire format: Server-Sent Events frames as bytes. No Django imports.
 
 Upstream:   chat/listener.py (live events) and chat/history.py (replayed events).
-Downstream: chat/views.py writes these bytes to every subscriber of the room.
+Downstream: chat/stream.py writes these bytes to every subscriber of the room.
 On failure: nothing to lose; framing is pure.
 
 Each event is framed once and the same ``bytes`` go to every subscriber. ``json.dumps``

@@ -23,9 +23,9 @@ from django.conf import settings  # noqa: E402
 from django.core import signals  # noqa: E402
 from django.db import close_old_connections, reset_queries  # noqa: E402
 
-from chat import heap, history, metrics  # noqa: E402
+from chat import db, heap, metrics  # noqa: E402
 from chat.listener import get_listener  # noqa: E402
-from chat.views import ASGI_SEND  # noqa: E402
+from chat.stream import ASGI_SEND  # noqa: E402
 
 # Django's two sync receivers of request_started are no-ops under ASGI: they run in the
 # request's own thread, which asgiref starts for that very call and which has no database
@@ -49,7 +49,7 @@ async def application(scope: Scope, receive: Any, send: Any) -> None:
         await send({"type": "websocket.close", "code": 1003})
     else:
         # Event streams write their frames with the server's send, past Django's per-part
-        # loop (chat/views.py, _frames); Django still sends the headers and the first part.
+        # loop (chat/stream.py, _frames); Django still sends the headers and the first part.
         scope[ASGI_SEND] = send
         await django_application(scope, receive, send)
 
@@ -59,7 +59,7 @@ async def _lifespan(receive: Any, send: Any) -> None:
         message = await receive()
         if message["type"] == "lifespan.startup":
             try:
-                await history.open_pool(settings.DATABASE_URL)
+                await db.open_pool(settings.DATABASE_URL)
                 listener = get_listener()
                 await listener.start()
                 # A down database must not stop the server: the listener keeps retrying
@@ -76,7 +76,7 @@ async def _lifespan(receive: Any, send: Any) -> None:
             # hypercorn has already ended open streams (after graceful_timeout); this closes
             # any left and the listener's connection.
             await get_listener().stop()
-            await history.close_pool()
+            await db.close_pool()
             metrics.forget_this_process()
             await send({"type": "lifespan.shutdown.complete"})
             return

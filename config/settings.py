@@ -1,12 +1,12 @@
 """Django settings for pgchat, read from the environment (see README, "Environment").
 
-With no ``DATABASE_URL`` the project's embedded PostgreSQL (chat/embedded_pg.py) is started
-on first use, so ``manage.py``, hypercorn and pytest all work on a fresh machine.
+With no ``DATABASE_URL`` the project's embedded PostgreSQL (devtools/embedded_pg.py) is used.
+Importing these settings starts nothing: ``make db`` (and so ``make run`` and ``make test``)
+and ``manage.py`` start that server; here we only read where it listens.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from psycopg.conninfo import conninfo_to_dict
 
-from chat import embedded_pg
+from devtools import embedded_pg
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -76,20 +76,21 @@ ALLOWED_HOSTS = [
     h.strip() for h in os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",")
 ]
 
-if os.environ.get("DATABASE_URL"):
-    DATABASE_URL = os.environ["DATABASE_URL"]
-else:
-    _cluster = embedded_pg.EmbeddedPostgres.from_environment()
-    _cluster.ensure_running()
-    DATABASE_URL = _cluster.url()
+
+def _embedded_database_url() -> str:
+    try:
+        return embedded_pg.EmbeddedPostgres.from_environment().url()
+    except embedded_pg.EmbeddedPgError as exc:
+        raise ImproperlyConfigured(
+            f"DATABASE_URL is not set and {exc}: run `make db` (or `make run`), "
+            "or set DATABASE_URL to a PostgreSQL server"
+        ) from exc
+
+
+DATABASE_URL = os.environ.get("DATABASE_URL") or _embedded_database_url()
 DATABASES = {"default": _database_from_url(DATABASE_URL)}
 # LISTEN needs a session: behind a transaction-pooling PgBouncer, point this at session mode.
 CHAT_LISTEN_DATABASE_URL = os.environ.get("CHAT_LISTEN_DATABASE_URL") or DATABASE_URL
-
-# `manage.py dbshell` runs `psql`: fall back to the one in the server wheel when the machine
-# has none (appended, so an installed psql still wins).
-with contextlib.suppress(embedded_pg.EmbeddedPgError):
-    os.environ["PATH"] += os.pathsep + str(embedded_pg.binaries_dir())
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -143,7 +144,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-CSRF_FAILURE_VIEW = "chat.views.csrf_failure"
+CSRF_FAILURE_VIEW = "chat.error_views.csrf_failure"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"
@@ -157,7 +158,7 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / ".pgchat" / "static"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# The event stream (chat/views.py, chat/listener.py).
+# The event stream (chat/stream.py, chat/listener.py).
 CHAT_SSE_HEARTBEAT = float(os.environ.get("CHAT_SSE_HEARTBEAT", "15"))  # seconds
 CHAT_SUBSCRIBER_QUEUE_SIZE = int(os.environ.get("CHAT_SUBSCRIBER_QUEUE_SIZE", "256"))  # frames
 CHAT_LISTENER_BACKOFF = float(os.environ.get("CHAT_LISTENER_BACKOFF", "0.5"))  # first retry, s

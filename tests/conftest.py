@@ -16,8 +16,8 @@ from django.contrib.auth.models import AbstractUser
 from django.db import connection
 
 from bench.sse_client import SSEClient
-from chat.embedded_pg import EmbeddedPostgres
 from chat.models import Room
+from devtools.embedded_pg import EmbeddedPostgres
 
 from .servers import (
     PROJECT_DIR,

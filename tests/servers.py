@@ -20,7 +20,7 @@ from django.db import connection
 from psycopg.conninfo import make_conninfo
 
 from bench.sse_client import SSEClient
-from chat.embedded_pg import binaries_dir
+from devtools.embedded_pg import binaries_dir
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 OUTPUT_DIR = PROJECT_DIR / "test-output"  # git-ignored: server logs, screenshots

@@ -63,7 +63,7 @@ DEADLINE_MS = 15_000  # for anything to show up; typically it takes milliseconds
 DEADLINE_SECONDS = DEADLINE_MS / 1000
 DESKTOP: ViewportSize = {"width": 1280, "height": 800}
 PHONE: ViewportSize = {"width": 390, "height": 844}
-HISTORY_PAGE = 50  # messages the room page renders (chat/views.py HISTORY_LIMIT_DEFAULT)
+HISTORY_PAGE = 50  # messages the room page renders (chat/messages_api.py HISTORY_LIMIT_DEFAULT)
 
 expect.set_options(timeout=DEADLINE_MS)
 Test = TypeVar("Test", bound=Callable[..., Awaitable[None]])

@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from chat.embedded_pg import PORT_RANGE, SERVICE_USER, EmbeddedPostgres
+from devtools.embedded_pg import PORT_RANGE, SERVICE_USER, EmbeddedPostgres
 
 from .conftest import SCRATCH
 from .servers import (
@@ -35,7 +35,7 @@ def cluster(scratch_cluster: EmbeddedPostgres) -> EmbeddedPostgres:
 
 def start_in_subprocess(state: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "chat.embedded_pg", "url"],
+        [sys.executable, "-m", "devtools.embedded_pg", "url"],
         cwd=PROJECT_DIR,
         env={**os.environ, "CHAT_EMBEDDED_PG_DIR": str(state)},
         stdout=subprocess.PIPE,

@@ -18,8 +18,8 @@ import psycopg
 import pytest
 
 from bench.sse_client import SSEClient
-from chat.embedded_pg import EmbeddedPostgres
 from chat.models import Room
+from devtools.embedded_pg import EmbeddedPostgres
 
 from .conftest import unique
 from .servers import (

@@ -9,9 +9,10 @@ import pytest
 from chat.events import ChatEvent
 from chat.feed import Feed
 from chat.history import Page
-from chat.listener import Backoff, Listener, Subscription
+from chat.listener import Backoff, Listener
 from chat.sse import KEEPALIVE, RETRY, Frame
-from chat.views import _frames
+from chat.stream import _frames
+from chat.subscription import Subscription
 
 
 def test_backoff_grows_exponentially_to_its_cap_with_jitter() -> None:
@@ -92,7 +93,7 @@ async def test_heartbeat_leaves_a_busy_reader_alone() -> None:
         assert await reader == []
 
 
-# -- the view's two ways of writing a stream (chat/views.py, _frames) ----------------------
+# -- the view's two ways of writing a stream (chat/stream.py, _frames) ----------------------
 
 
 def open_feed() -> tuple[Listener, Subscription, Feed]:

@@ -22,7 +22,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 from django.db.models import Count
 
-from chat import history
+from chat import db
 from chat.events import ChatEvent
 from chat.feed import CursorAhead, Feed
 from chat.forms import message_text
@@ -101,7 +101,7 @@ class Command(BaseCommand):
             await self._print(feed, stop, count)
         finally:
             await listener.stop()
-            await history.close_pool()
+            await db.close_pool()
 
     async def _print(self, feed: Feed, stop: asyncio.Event, count: int | None) -> None:
         printed = 0

@@ -20,7 +20,7 @@ only and, as root, changes permissions of parent folders. Here:
   itself discards a pid file whose process is gone, and one whose pid was reused by an
   unrelated process is removed here.
 
-Run ``python -m chat.embedded_pg {start,stop,status,url,psql}`` (the Makefile does).
+Run ``python -m devtools.embedded_pg {start,stop,status,url,psql}`` (the Makefile does).
 """
 
 from __future__ import annotations
@@ -399,7 +399,7 @@ def _ensure_service_user() -> tuple[int, int]:
 
 
 def main(argv: Sequence[str]) -> int:
-    """``python -m chat.embedded_pg start|stop|status|url|tcp-url|psql [args...]``."""
+    """``python -m devtools.embedded_pg start|stop|status|url|tcp-url|psql [args...]``."""
     cluster = EmbeddedPostgres.from_environment()
     command = argv[0] if argv else "status"
     try:

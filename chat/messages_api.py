@@ -1,0 +1,130 @@
+"""The message API: history as JSON, and posting, editing and deleting messages.
+
+Upstream:   the browser's fetch() calls (chat/static/chat/chat.js), scripts, curl.
+Downstream: writes go through the ORM into chat_chatmessage, whose trigger announces them to
+            every stream exactly as it announces a write from psql; reads come from the log
+            (chat/history.py).
+On failure: a refused write writes nothing (one statement); a client error is a 4xx JSON
+            error (chat/jsonapi.py), an unreachable database a 503.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import RequestDataTooBig, ValidationError
+from django.db import DataError, IntegrityError
+from django.http import HttpRequest, HttpResponseBase, JsonResponse
+from django.utils import timezone
+
+from . import db, history, rooms
+from .forms import message_text
+from .jsonapi import dispatch, error, int_param, invalid, request_data
+from .models import ChatMessage
+
+HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX = 50, 200
+
+
+async def room_messages(request: HttpRequest, slug: str) -> HttpResponseBase:
+    return await dispatch(request, {"GET": _list_messages, "POST": _post_message}, slug)
+
+
+async def _list_messages(request: HttpRequest, slug: str) -> JsonResponse:
+    room = await rooms.run_and_release(rooms.readable_room, request.user, slug)
+    try:
+        after = int_param(request, "after", minimum=0)
+        before = int_param(request, "before", minimum=1)
+        limit = int_param(request, "limit", minimum=1, maximum=HISTORY_LIMIT_MAX)
+    except ValueError as exc:
+        return error(400, str(exc))
+    if after is not None and before is not None:
+        return error(400, "use either after (a cursor) or before (a message id), not both")
+    async with db.connection() as conn:
+        if after is not None:
+            page = await history.changes_after(
+                conn, room.slug, after, limit or history.REPLAY_BATCH
+            )
+            if after > page.cursor:
+                return error(400, f"cursor {after} is ahead of room {slug!r} ({page.cursor})")
+            changes = [
+                {"cursor": event.seq, "event": event.name, "message": event.message}
+                for event in page.rows
+            ]
+            # "next": where to continue from (entries of messages hard-deleted since are
+            # skipped, so it can be ahead of the last change listed).
+            body = {
+                "room": room.slug,
+                "cursor": page.cursor,
+                "next": page.last_seq,
+                "changes": changes,
+            }
+        else:
+            page = await history.recent_messages(
+                conn, room.slug, before=before, limit=limit or HISTORY_LIMIT_DEFAULT
+            )
+            body = {"room": room.slug, "cursor": page.cursor, "messages": page.rows}
+    return JsonResponse(body | {"has_more": page.has_more})
+
+
+async def _post_message(request: HttpRequest, slug: str) -> JsonResponse:
+    try:
+        text = message_text(request_data(request))
+    except (RequestDataTooBig, ValidationError) as exc:
+        return invalid(exc)
+    try:
+        message_id = await rooms.run_and_release(_create_message, request, slug, text)
+    except (IntegrityError, DataError) as exc:  # a CHECK we did not foresee: still a 400
+        return error(400, f"the database refused this message: {exc}".splitlines()[0])
+    return JsonResponse(await _shown(message_id), status=201)
+
+
+def _create_message(request: HttpRequest, slug: str, text: str) -> int:
+    room = rooms.postable_room(request.user, slug)
+    message = ChatMessage.objects.create(
+        room=room, author=request.user.get_username(), sender=request.user, text=text
+    )
+    return message.pk
+
+
+async def message_detail(request: HttpRequest, slug: str, message_id: int) -> HttpResponseBase:
+    return await dispatch(
+        request, {"PATCH": _edit_message, "DELETE": _delete_message}, slug, message_id
+    )
+
+
+async def _edit_message(request: HttpRequest, slug: str, message_id: int) -> JsonResponse:
+    try:
+        text = message_text(request_data(request))
+    except (RequestDataTooBig, ValidationError) as exc:
+        return invalid(exc)
+
+    def edit() -> None:
+        message = rooms.editable_message(request.user, slug, message_id)
+        # Only while not deleted: a moderator's delete may land between check and write.
+        if not ChatMessage.objects.filter(pk=message.pk, deleted_at__isnull=True).update(
+            text=text  # the trigger stamps edited_at
+        ):
+            raise rooms.NotAllowed("this message was deleted")
+
+    await rooms.run_and_release(edit)
+    return JsonResponse(await _shown(message_id))
+
+
+async def _delete_message(request: HttpRequest, slug: str, message_id: int) -> JsonResponse:
+    def delete() -> None:
+        message = rooms.editable_message(request.user, slug, message_id)
+        ChatMessage.objects.filter(pk=message.pk, deleted_at__isnull=True).update(
+            deleted_at=timezone.now()  # soft: moderators keep the text; twice is a no-op
+        )
+
+    await rooms.run_and_release(delete)
+    return JsonResponse(await _shown(message_id))
+
+
+async def _shown(message_id: int) -> dict[str, Any]:
+    """The message as every browser sees it, shaped by the same SQL as the events."""
+    async with db.connection() as conn:
+        message = await history.fetch_message(conn, message_id)
+    if message is None:  # hard-deleted (psql, admin) in the instant since we wrote it
+        raise rooms.RoomNotFound(f"message {message_id} is gone")
+    return message
