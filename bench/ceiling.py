@@ -1,9 +1,10 @@
 """Reference 2, the ceiling: the least work any Python server could do for this fan-out.
 
 Raw asyncio HTTP/1.1 (``asyncio.start_server``, no framework), ONE psycopg LISTEN connection,
-parse once, frame once, and the same bytes offered to a bounded queue per client. What pgchat
-spends above this figure is what its framework, its features (replay, cursors, slow-client
-handling) and its code cost; what this costs is the floor on this box.
+one read of the log per batch of doorbells (bench/doorbell.py, as pgchat does), frame once,
+and the same bytes offered to a bounded queue per client. What pgchat spends above this
+figure is what its framework, its features (replay, cursors, slow-client handling, access
+re-checks) and its code cost; what this costs is the floor on this box.
 
     python -m bench.ceiling --port 8001     # DATABASE_URL in the environment
 
@@ -30,7 +31,9 @@ import psycopg
 from psycopg import sql
 
 from chat import heap, sse
-from chat.events import CHANNEL, ChatEvent, InvalidPayload
+from chat.events import CHANNEL, ChatEvent
+
+from .doorbell import LogReader
 
 logger = logging.getLogger("bench.ceiling")
 
@@ -87,17 +90,16 @@ class Ceiling:
         ) as conn:
             await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
             listening.set()
-            async for notify in conn.notifies():
-                self.publish(notify.payload)
+            reader = LogReader()
+            while True:  # whole packets of bells, then one read of the log for them
+                batch = [n.payload async for n in conn.notifies(stop_after=1)]
+                for event in await reader.read(conn, batch, self.rooms):
+                    self.publish(event)
 
-    def publish(self, payload: str) -> None:
-        """Parse once, frame once, offer the same bytes to every client of the room."""
-        try:
-            event = ChatEvent.from_payload(payload)
-        except InvalidPayload:
-            return
+    def publish(self, event: ChatEvent) -> None:
+        """Frame once, offer the same bytes to every client of the room."""
         clients = self.rooms.get(event.room)
-        if not clients or event.is_stub:  # the benchmark's messages are never stubs
+        if not clients:
             return
         frame = sse.encode(event).data
         for client in list(clients):

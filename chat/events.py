@@ -1,15 +1,17 @@
 """The event vocabulary shared by every hop: what a NOTIFY payload and a log row mean.
 
-Upstream:   ``chat_event_payload()`` / ``chat_message_json()`` (migration 0002).
-Downstream: chat/sse.py frames a ChatEvent; chat/static/chat/chat.js reads its fields.
+Upstream:   the triggers' doorbells (``chat_message_bell``, ``chat_ring_access``: migration
+            0005) and ``chat_message_json()`` (migration 0002) for a message's fields.
+Downstream: chat/listener.py parses bells; chat/sse.py frames a ChatEvent;
+            chat/static/chat/chat.js reads its fields.
 On failure: a payload that does not parse is logged and skipped by the listener; nothing is
-            lost, because the next reconnect or resume replays from the log.
+            lost: a bell carries no content, and what it points to is in the log.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 CHANNEL = "chat"  # the pg_notify channel the trigger sends on
@@ -30,53 +32,80 @@ MESSAGE_FIELDS = (
 
 
 class InvalidPayload(ValueError):
-    """A NOTIFY payload that is not a chat event."""
+    """A NOTIFY payload that is not one of our doorbells."""
+
+
+BellKind = Literal["message", "access", "user", "sessions"]
+BELL_KINDS: tuple[BellKind, ...] = get_args(BellKind)
+MAX_BELL_BYTES = 1000  # ours are under 150; anything larger is not ours, and is not parsed
+
+
+@dataclass(frozen=True, slots=True)
+class Bell:
+    """A notification: something changed; what changed is read from the tables.
+
+    Untrusted (any role that can connect may NOTIFY): a bell only says where to look.
+    ``message``: a change was logged in ``room`` (``seq`` is a hint, never a cursor);
+    ``access``: who may read ``room`` may have changed; ``user``: that user's staff/active
+    flags or password changed; ``sessions``: sessions were deleted (log-out, the admin).
+    """
+
+    kind: BellKind
+    room: str | None = None
+    seq: int | None = None
+    user: int | None = None
+    at: float | None = None  # epoch seconds when the trigger ran (for the latency metric)
+
+    @classmethod
+    def from_payload(cls, payload: str) -> Bell:
+        if len(payload) > MAX_BELL_BYTES:
+            raise InvalidPayload(f"payload of {len(payload)} characters is not a bell")
+        try:
+            data = json.loads(payload)
+            if not isinstance(data, dict):
+                raise InvalidPayload("payload is not a JSON object")
+            kind = data.get("kind")
+            if kind not in BELL_KINDS:
+                raise InvalidPayload(f"unknown kind {kind!r}")
+            room, seq, user, at = (data.get(k) for k in ("room", "seq", "user", "at"))
+            bell = cls(
+                kind=kind,
+                room=_typed(room, str),
+                seq=_typed(seq, int),
+                user=_typed(user, int),
+                at=float(at) if isinstance(at, int | float) else None,
+            )
+        except (ValueError, TypeError) as exc:
+            if isinstance(exc, InvalidPayload):
+                raise
+            raise InvalidPayload(f"not a bell: {exc}") from exc
+        if kind in ("message", "access") and bell.room is None:
+            raise InvalidPayload(f"a {kind} bell needs a room")
+        if kind == "user" and bell.user is None:
+            raise InvalidPayload("a user bell needs a user")
+        return bell
+
+
+def _typed(value: Any, kind: type[Any]) -> Any:
+    if value is None:
+        return None
+    if type(value) is not kind:  # bool is an int: refuse it as exactly as a string
+        raise InvalidPayload(f"expected {kind.__name__}, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
 class ChatEvent:
-    """One change of one message, numbered ``seq`` in its room's commit order."""
+    """One change of one message, numbered ``seq`` in its room's commit order; read from
+    the log (chat/history.py), never taken from a notification."""
 
     room: str
     seq: int
     op: Op
     message_id: int
-    message: dict[str, Any] | None  # None for a stub: the row was too large for NOTIFY
-    sent_at: float | None = None  # epoch seconds when the trigger ran; None when replayed
+    message: dict[str, Any]
 
     @property
     def name(self) -> str:
         """The SSE ``event:`` name."""
         return f"message.{self.op}"
-
-    @property
-    def is_stub(self) -> bool:
-        return self.message is None
-
-    def completed(self, message: dict[str, Any]) -> ChatEvent:
-        """This event with the message read from the table (for a stub)."""
-        return replace(self, message=message)
-
-    @classmethod
-    def from_payload(cls, payload: str) -> ChatEvent:
-        """Parse the trigger's JSON payload (``chat_event_payload``)."""
-        try:
-            data = json.loads(payload)
-            op = data["op"]
-            if op not in OPS:
-                raise InvalidPayload(f"unknown op {op!r}")
-            message = data.get("message")
-            if message is None and not data.get("truncated"):
-                raise InvalidPayload("payload has neither a message nor truncated=true")
-            return cls(
-                room=str(data["room"]),
-                seq=int(data["seq"]),
-                op=op,
-                message_id=int(data["id"]),
-                message=message,
-                sent_at=float(data["at"]) if data.get("at") is not None else None,
-            )
-        except (ValueError, KeyError, TypeError) as exc:
-            if isinstance(exc, InvalidPayload):
-                raise
-            raise InvalidPayload(f"not a chat event payload: {exc}") from exc

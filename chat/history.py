@@ -2,7 +2,7 @@
 
 Upstream:   the MessageChange log and ChatMessage rows written by the trigger (chat/models.py).
 Downstream: chat/pages.py (the page), chat/messages_api.py (JSON history), chat/feed.py
-            (a stream's replay) and chat/listener.py (catch-up after a reconnect, stubs).
+            (a stream's replay) and chat/listener.py (what its bells point to; catch-up).
 On failure: a query error ends that request or that listener connection; the database still
             holds everything, so the client's next resume (or the listener's next reconnect)
             reads it again.
@@ -141,7 +141,7 @@ async def fetch_message(
 async def fetch_messages(
     conn: psycopg.AsyncConnection[Any], message_ids: list[int]
 ) -> dict[int, dict[str, Any]]:
-    """Several messages by id in one query (the stubs of a batch); absent ids are gone."""
+    """Several messages by id in one query; absent ids are gone."""
     cur = await conn.execute(_SOME_MESSAGES, (message_ids,))
     return {message_id: json.loads(message) for message_id, message in await cur.fetchall()}
 

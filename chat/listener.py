@@ -1,11 +1,18 @@
 """Hops 2-3: one LISTEN connection per process, fanned out to per-stream bounded buffers.
 
-Upstream:   trigger ``chat_message_notify`` on ChatMessage (chat/models.py), via NOTIFY.
-Downstream: chat/feed.py, one Subscription per open stream (chat/stream.py) or ``chat tail``.
+Upstream:   the triggers' doorbells via NOTIFY (chat/models.py, migration 0005): a message
+            bell names a room whose log grew; an access bell names what to re-check.
+Downstream: chat/feed.py, one Subscription per open stream (chat/stream.py) or ``chat tail``;
+            chat/gatekeeper.py for access re-checks.
 On failure: NOTIFYs sent while the connection is down are gone, so on every (re)connect the
             listener LISTENs first and then reads, in one query, what each room's
-            subscribers have not been given yet (chat/history.py), and publishes it. Streams
-            stay open across a reconnect and lose nothing.
+            subscribers have not been given yet (chat/history.py), publishes it, and
+            re-checks every open stream's access. Streams stay open across a reconnect and
+            lose nothing.
+
+A notification is untrusted input (any role that can connect may NOTIFY): it is a doorbell.
+Content and cursors come only from the log, read once per batch of bells for every
+subscriber of the rooms rung; a forged bell costs at most one read or one re-check.
 
 Ordering: PostgreSQL delivers notifications in commit order and the trigger numbers a room's
 changes in commit order, so each room's events reach a Subscription with rising ``seq``. A
@@ -27,8 +34,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from . import history, metrics, sse
-from .events import CHANNEL, ChatEvent, InvalidPayload
+from . import db, history, metrics, sse
+from .events import CHANNEL, Bell, ChatEvent, InvalidPayload
+from .gatekeeper import Gatekeeper
 from .subscription import Subscription, Viewer
 
 logger = logging.getLogger("pgchat.listener")
@@ -64,6 +72,7 @@ class Listener:
         queue_size: int = 256,
         backoff_initial: float = 0.5,
         heartbeat_seconds: float = 15.0,
+        recheck_seconds: float = 3600.0,
     ) -> None:
         if queue_size < 1:
             raise ValueError(f"queue_size must be at least 1, got {queue_size}")
@@ -76,6 +85,8 @@ class Listener:
         self.stats: collections.Counter[str] = collections.Counter()
         self._rooms: dict[str, set[Subscription]] = {}  # room slug -> its open streams
         self._published: dict[str, int] = {}  # room slug -> highest seq published
+        self.recheck_seconds = recheck_seconds  # the periodic sweep of every stream's access
+        self._gatekeeper = Gatekeeper()
         # Made in start(), not here: asyncio objects must belong to the running loop.
         self._task: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -120,7 +131,9 @@ class Listener:
         logger.info("listener stopped")
 
     async def _tick(self) -> None:
-        """Every heartbeat, wake the streams that heard nothing since the last one."""
+        """Every heartbeat, wake the streams that heard nothing since the last one; every
+        ``recheck_seconds``, re-check every stream's access."""
+        swept = time.monotonic()
         while True:
             # Half the interval: a stream that went quiet just after a tick gets its
             # keepalive within 1.5 heartbeats, not 2.
@@ -128,6 +141,12 @@ class Listener:
             for subs in self._rooms.values():
                 for sub in subs:
                     sub.heartbeat()
+            if time.monotonic() - swept >= self.recheck_seconds:
+                swept = time.monotonic()
+                try:
+                    await self.sweep()
+                except Exception as exc:  # the database is away: the next sweep, or the
+                    logger.warning("access sweep failed: %r", exc)  # reconnect, re-checks
 
     # -- subscribers -----------------------------------------------------------------------
 
@@ -206,25 +225,18 @@ class Listener:
             logger.warning("listener disconnected")
 
     async def _catch_up(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        """Publish what each room's subscribers missed while there was no LISTEN."""
-        # Everything at or below _published was offered to the room's current streams or
-        # is covered by their own replay, so catch-up never needs to start lower.
-        positions = {
-            room: max(min(sub.seq for sub in subs), self._published.get(room, 0))
-            for room, subs in self._rooms.items()
-            if subs
-        }
-        events = await history.changes_after_each(conn, positions)
-        for event in events:
-            self._publish(event)
+        """After (re)connecting: what each room's subscribers missed while there was no
+        LISTEN, and every open stream's access again (access bells may have been missed)."""
+        events = await self._read_and_publish(conn, list(self._rooms))
         if events:
-            logger.info("caught up %d events in %d rooms", len(events), len(positions))
+            logger.info("caught up %d events in %d rooms", events, len(self._rooms))
+        await self._recheck(conn, self._all_subscriptions())
 
     async def _relay(self, conn: psycopg.AsyncConnection[Any], stopping: asyncio.Event) -> None:
-        """Publish notifications as they come, until stop() or a connection error."""
+        """Handle notifications as they come, until stop() or a connection error."""
         last_heard = time.monotonic()
         while not stopping.is_set():
-            # notifies() holds the connection's lock, so a stub can't be read inside it, and
+            # notifies() holds the connection's lock, so the log can't be read inside it, and
             # leaving it early drops the rest of the packet it has read. With stop_after=1
             # it ends between packets, having yielded the whole batch; psycopg (>= 3.2.4)
             # keeps what arrives while no notifies() runs, and yields that first next time.
@@ -241,24 +253,83 @@ class Listener:
                 last_heard = time.monotonic()
 
     async def _deliver(self, conn: psycopg.AsyncConnection[Any], payloads: list[str]) -> None:
-        """Parse a batch, complete its stubs with one read, publish in arrival order."""
-        events = [event for payload in payloads if (event := self._parse(payload)) is not None]
-        stub_ids = [event.message_id for event in events if event.is_stub]
-        messages = {}
-        if stub_ids:  # read once for every subscriber, and once for the whole batch
-            self._count("stub_reads")
-            messages = await history.fetch_messages(conn, stub_ids)
-        for event in events:
-            if event.is_stub:
-                message = messages.get(event.message_id)
-                if message is None:
-                    continue  # hard-deleted since: its delete event follows
-                event = event.completed(message)
-            self._publish(event)
+        """Ring the batch's bells in commit order: message bells gather the rooms to read
+        from the log (one query for all of them); an access bell first publishes what was
+        gathered (committed before the change, so still theirs to see), then re-checks the
+        streams it concerns before anything later is published."""
+        rooms: dict[str, None] = {}  # rooms to read, in order of their first bell
+        latest_at: float | None = None
+        for payload in payloads:
+            bell = self._parse(payload)
+            if bell is None:
+                continue
+            if bell.kind == "message":
+                assert bell.room is not None  # Bell.from_payload checks it
+                if bell.room in self._rooms and not (
+                    bell.seq is not None and bell.seq <= self._published.get(bell.room, 0)
+                ):  # the hint only ever saves a read; a forged one can't skip a real bell
+                    rooms[bell.room] = None
+                    latest_at = bell.at if bell.at is not None else latest_at
+                continue
+            await self._read_and_publish(conn, list(rooms))
+            rooms.clear()
+            await self._recheck(conn, self._concerned(bell))
+        if rooms:
+            await self._read_and_publish(conn, list(rooms))
+            self._observe_lag(latest_at)
 
-    def _parse(self, payload: str) -> ChatEvent | None:
+    async def _read_and_publish(self, conn: psycopg.AsyncConnection[Any], rooms: list[str]) -> int:
+        """Read what the log holds past what each room's streams were given; publish it."""
+        # Everything at or below _published was offered to the room's current streams or is
+        # covered by their own replay, so the read never needs to start lower.
+        positions = {
+            room: max(min(sub.seq for sub in subs), self._published.get(room, 0))
+            for room in rooms
+            if (subs := self._rooms.get(room))
+        }
+        if not positions:
+            return 0
+        self._count("log_reads")
+        events = await history.changes_after_each(conn, positions)
+        for event in events:
+            self._publish(event)
+        return len(events)
+
+    def _concerned(self, bell: Bell) -> list[Subscription]:
+        """The open streams whose access an access bell may have changed."""
+        if bell.kind == "access":
+            return list(self._rooms.get(bell.room or "", ()))
+        if bell.kind == "user" and bell.user is not None:
+            self._gatekeeper.forget_user(bell.user)
+        # A user's flags or sessions: any signed-in stream may be theirs. Streams on rooms
+        # anyone may read are cleared by the gatekeeper with one query, without a user.
+        return [sub for sub in self._all_subscriptions() if sub.viewer.session_key is not None]
+
+    async def _recheck(self, conn: psycopg.AsyncConnection[Any], subs: list[Subscription]) -> None:
+        if not subs:
+            return
+        self._count("access_checks")
+        for sub in await self._gatekeeper.refused(conn, subs):
+            self.unsubscribe(sub)  # its stream ends; a reconnect is refused at open
+            self._count("revoked")
+            logger.info("ended a stream of %r: its viewer may no longer read it", sub.room)
+
+    async def sweep(self) -> None:
+        """Re-check every open stream against the rule now (the periodic sweep): whatever a
+        missed bell or an expired session left open, closes here."""
+        self._gatekeeper.forget_all()
+        async with db.connection() as conn:
+            await self._recheck(conn, self._all_subscriptions())
+        self._gatekeeper.forget_sessions_except(
+            key for sub in self._all_subscriptions() if (key := sub.viewer.session_key)
+        )
+
+    def _all_subscriptions(self) -> list[Subscription]:
+        return [sub for subs in self._rooms.values() for sub in subs]
+
+    def _parse(self, payload: str) -> Bell | None:
         try:
-            return ChatEvent.from_payload(payload)
+            return Bell.from_payload(payload)
         except InvalidPayload as exc:
             self._count("invalid_payloads")
             logger.warning("ignored a notification on %r: %s", CHANNEL, exc)
@@ -279,9 +350,16 @@ class Listener:
             self.unsubscribe(sub, fell_behind=True)  # freed now, and the view catches up
             self._count("slow_drops")  # from the table when it can write again
             logger.info("dropped a slow subscriber of %r (buffer full)", event.room)
-        if event.sent_at is not None:  # live (not caught up): how long since the trigger ran
-            self.last_lag_seconds = time.time() - event.sent_at
-            metrics.NOTIFY_TO_SEND.observe(self.last_lag_seconds)
+
+    def _observe_lag(self, at: float | None) -> None:
+        """Trigger -> every subscriber's buffer, for the last bell of a batch. ``at`` comes
+        from a notification, so it is only believed within a day of now."""
+        if at is None:
+            return
+        lag = time.time() - at
+        if 0 <= lag < 86400:
+            self.last_lag_seconds = lag
+            metrics.NOTIFY_TO_SEND.observe(lag)
 
     def _count(self, name: str, amount: int = 1) -> None:
         self.stats[name] += amount  # this process's, for /healthz
@@ -298,4 +376,5 @@ def get_listener() -> Listener:
         queue_size=settings.CHAT_SUBSCRIBER_QUEUE_SIZE,
         backoff_initial=settings.CHAT_LISTENER_BACKOFF,
         heartbeat_seconds=settings.CHAT_SSE_HEARTBEAT,
+        recheck_seconds=settings.CHAT_ACCESS_RECHECK_SECONDS,
     )

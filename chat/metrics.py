@@ -49,11 +49,17 @@ COUNTERS = {
         "pgchat_slow_subscriber_drops_total",
         "Streams dropped from the fan-out because their buffer was full.",
     ),
-    "stub_reads": Counter(
-        "pgchat_stub_reads_total", "Reads of rows whose NOTIFY payload was a stub (too large)."
+    "log_reads": Counter(
+        "pgchat_log_reads_total", "Reads of the log for a batch of message bells (or catch-up)."
     ),
     "invalid_payloads": Counter(
-        "pgchat_invalid_payloads_total", "Notifications on the channel that were not events."
+        "pgchat_invalid_payloads_total", "Notifications on the channel that were not bells."
+    ),
+    "access_checks": Counter(
+        "pgchat_access_checks_total", "Re-checks of open streams' access (bells and sweeps)."
+    ),
+    "revoked": Counter(
+        "pgchat_streams_revoked_total", "Streams ended because their viewer lost access."
     ),
 }
 

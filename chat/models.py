@@ -4,8 +4,14 @@ Upstream:   any writer: the web UI, the Django admin, psql, a batch job.
 Downstream: ``pg_notify('chat', ...)`` read by chat/listener.py; the MessageChange log read
             by chat/history.py.
 On failure: a trigger error aborts the writer's statement, so the trigger only calls small
-            SQL functions (migration 0002) that cannot fail on valid rows; oversize payloads
-            become stubs instead of raising "payload string too long".
+            SQL functions (migrations 0002, 0004, 0005) that cannot fail on valid rows.
+
+A notification is a doorbell, not the message: ``{"kind": "message", "room", "seq", "at"}``.
+The listener reads what changed from the log, so a forged NOTIFY (any role that can connect
+may send one) can at worst cost a read, and a payload never nears NOTIFY's 8000-byte limit.
+Access changes ring too (migration 0005): a member removed, a room made private or deleted,
+a session ended, a user's staff/active flags or password changed; the listener then re-checks
+the open streams concerned (chat/gatekeeper.py).
 
 Every change of a message appends a MessageChange row numbered per room (``seq``), under a
 per-room advisory lock held until COMMIT: a room's writers commit in ``seq`` order, so a
@@ -52,7 +58,7 @@ class Room(models.Model):
                 name="chat_room_drop_log",
                 when=pgtrigger.After,
                 operation=pgtrigger.Delete,
-                func="DELETE FROM chat_messagechange WHERE room_id = OLD.slug; RETURN NULL;",
+                func="DELETE FROM public.chat_messagechange WHERE room_id = OLD.slug; RETURN NULL;",
             )
         ]
 
@@ -119,7 +125,9 @@ class ChatMessage(models.Model):
                 name="chat_message_notify",
                 when=pgtrigger.After,  # the row exists; NOTIFY is held until COMMIT
                 operation=pgtrigger.Insert | pgtrigger.Update | pgtrigger.Delete,
-                declare=[("m", "chat_chatmessage"), ("op", "text"), ("seq", "bigint")],
+                # Names are schema-qualified: the trigger runs with the writer's search_path,
+                # and a psql session without `public` in it must still be able to write.
+                declare=[("m", "public.chat_chatmessage"), ("op", "text"), ("seq", "bigint")],
                 func="""
                     IF TG_OP = 'DELETE' THEN  -- hard: announced like a soft delete, text hidden
                         m := OLD; m.deleted_at := coalesce(OLD.deleted_at, now()); op := 'deleted';
@@ -128,8 +136,8 @@ class ChatMessage(models.Model):
                     ELSIF NEW.deleted_at IS NOT NULL THEN m := NEW; op := 'deleted';
                     ELSE m := NEW; op := 'updated';
                     END IF;
-                    seq := chat_record_change(m.room_id, m.id, op);
-                    PERFORM pg_notify('chat', chat_event_payload(op, seq, m));
+                    seq := public.chat_record_change(m.room_id, m.id, op);
+                    PERFORM pg_notify('chat', public.chat_message_bell(m.room_id, seq));
                     RETURN NULL;
                 """,
             ),

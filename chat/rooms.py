@@ -1,20 +1,28 @@
 """Who may see, post in and moderate which room: the one place these rules live.
 
-Sync ORM code, called from async views through ``run_and_release``, which returns the
-request's database connection as soon as the check is done: an SSE stream lasts minutes and
-must not hold a connection for its whole life. The stream's check of a public room is async
-(``readable_room_slug``).
+The read rule itself is one SQL function, ``chat_room_readable(room, viewer)`` (migration
+0005): the pages and the API (ORM, here), stream opens (async, here) and the listener's
+re-checks of open streams (chat/gatekeeper.py, through ``unreadable``) all call it, so the
+three can't disagree. A private room answers a visitor who may not read it exactly as a room
+that does not exist (404), so its existence does not leak.
+
+Sync ORM code is called from async views through ``run_and_release``, which returns the
+request's database connection as soon as the check is done.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import SyncToAsync, sync_to_async
+from django.contrib.auth import get_user
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import close_old_connections, connection, connections
-from django.db.models import Q, QuerySet
+from django.db.models import BooleanField, QuerySet
+from django.db.models.expressions import RawSQL
+from django.http import HttpRequest
+from django.utils.module_loading import import_string
 
 from . import db
 from .models import ChatMessage, Room
@@ -23,56 +31,55 @@ P = ParamSpec("P")
 T = TypeVar("T")
 AnyUser = AbstractBaseUser | AnonymousUser
 
+_READABLE = "chat_room_readable(chat_room.slug, %s)"
+
 
 class RoomNotFound(LookupError):
-    """No such room, or no such message in it (404)."""
+    """No such room, one the user may not read, or no such message in it (404)."""
 
 
 class NotAllowed(PermissionError):
-    """The user may not do this here, e.g. read a private room they are not in (403)."""
+    """The user may read the room but not do this, e.g. post while logged out (403)."""
+
+
+def viewer_id(user: AnyUser) -> int | None:
+    """The id the SQL rule takes: None for anonymous (and for an inactive user's session,
+    which Django's auth backend already resolves to anonymous)."""
+    return user.pk if user.is_authenticated else None
 
 
 def visible_rooms(user: AnyUser) -> QuerySet[Room]:
-    """Public rooms, plus private rooms the user belongs to (all rooms for staff)."""
-    rooms = Room.objects.all()
-    if getattr(user, "is_staff", False):
-        return rooms
-    if user.is_authenticated:
-        return rooms.filter(Q(is_private=False) | Q(members=user)).distinct()
-    return rooms.filter(is_private=False)
+    """The rooms this user may read."""
+    readable = RawSQL(_READABLE, (viewer_id(user),), output_field=BooleanField())
+    return Room.objects.filter(readable)
 
 
 def readable_room(user: AnyUser, slug: str) -> Room:
-    """The room, if this user may read it; raises RoomNotFound or NotAllowed."""
-    try:
-        room = Room.objects.get(slug=slug)
-    except Room.DoesNotExist:
-        raise RoomNotFound(f"no room {slug!r}") from None
-    if room.is_private and not can_enter_private(user, room):
-        raise NotAllowed(f"room {slug!r} is private")
+    """The room, if this user may read it; raises RoomNotFound otherwise."""
+    room = visible_rooms(user).filter(slug=slug).first()
+    if room is None:
+        raise RoomNotFound(f"no room {slug!r}")
     return room
 
 
 async def readable_room_slug(user: AnyUser, slug: str) -> str:
-    """``readable_room`` for the event stream, whose opens come in storms (every client of a
-    restarted server reconnects at once): a public room is one query on the async read pool,
-    with no thread and no session read (``request.user`` is lazy: pass it as it is); a
-    private room takes the full check above."""
+    """``readable_room`` for stream opens, which come in storms (every client of a restarted
+    server reconnects at once): one async query when anyone may read the room, so a public
+    room costs no thread and no session read (pass ``request.user`` lazy, as it is). Only
+    otherwise is the user resolved, and the same rule asked again for them."""
     async with db.connection() as conn:
-        cur = await conn.execute("SELECT is_private FROM chat_room WHERE slug = %s", (slug,))
+        cur = await conn.execute("SELECT chat_room_readable(%s, NULL)", (slug,))
         row = await cur.fetchone()
-    if row is None:
-        raise RoomNotFound(f"no room {slug!r}")
-    if row[0]:
-        room = await run_and_release(readable_room, user, slug)
-        return room.slug
-    return slug
-
-
-def can_enter_private(user: AnyUser, room: Room) -> bool:
-    if not user.is_authenticated:
-        return False
-    return bool(user.is_staff) or room.members.filter(pk=user.pk).exists()
+    if row is not None and row[0]:
+        return slug
+    uid = await sync_to_async(viewer_id)(user)  # evaluates the lazy user in a thread
+    if uid is not None:
+        async with db.connection() as conn:
+            cur = await conn.execute("SELECT chat_room_readable(%s, %s)", (slug, uid))
+            row = await cur.fetchone()
+        if row is not None and row[0]:
+            return slug
+    raise RoomNotFound(f"no room {slug!r}")
 
 
 def postable_room(user: AnyUser, slug: str) -> Room:
@@ -99,6 +106,74 @@ def editable_message(user: AnyUser, slug: str, message_id: int) -> ChatMessage:
     return message
 
 
+# -- re-checking open streams (chat/gatekeeper.py) ---------------------------------------
+
+_UNREADABLE = """
+    SELECT want.i FROM unnest(%s::text[], %s::bigint[], %s::text[])
+        WITH ORDINALITY AS want(room, viewer, session_key, i)
+    WHERE NOT chat_room_readable(
+        want.room,
+        -- a viewer whose session is gone (logged out, deleted, expired) is anonymous now
+        CASE WHEN want.session_key IS NULL
+                  OR EXISTS (SELECT FROM django_session s
+                             WHERE s.session_key = want.session_key AND s.expire_date > now())
+             THEN want.viewer END
+    )
+"""
+
+
+async def unreadable(conn: Any, checks: Sequence[tuple[str, int | None, str | None]]) -> set[int]:
+    """Of (room, viewer id, session key) triples, the 0-based positions of those the rule
+    now refuses; one statement for all of them."""
+    if not checks:
+        return set()
+    rooms, viewers, keys = (list(column) for column in zip(*checks, strict=True))
+    cur = await conn.execute(_UNREADABLE, (rooms, viewers, keys))
+    return {int(i) - 1 for (i,) in await cur.fetchall()}
+
+
+async def anyone_may_read(conn: Any, slugs: Sequence[str]) -> set[str]:
+    """Of these rooms, those the rule lets an anonymous visitor read (no user needed)."""
+    cur = await conn.execute(
+        "SELECT s FROM unnest(%s::text[]) AS s WHERE chat_room_readable(s, NULL)", (list(slugs),)
+    )
+    return {slug for (slug,) in await cur.fetchall()}
+
+
+def session_users(session_keys: Sequence[str]) -> dict[str, int | None]:
+    """Who each session is logged in as now (None: anonymous or gone), through Django's own
+    session store and auth backend, so password changes and inactive users count as they
+    do for a request. Sync: call it through ``sync_to_async``."""
+    from django.conf import settings
+
+    store = import_string(f"{settings.SESSION_ENGINE}.SessionStore")
+    users: dict[str, int | None] = {}
+    try:
+        for key in session_keys:
+            shell = HttpRequest()
+            shell.session = store(key)
+            users[key] = viewer_id(get_user(shell))
+    finally:
+        close_old_connections()
+        connection.close()  # this runs outside any request: give the connection back
+    return users
+
+
+async def run_and_release(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run sync ORM code in a thread, then give its DB connection back."""
+
+    def call() -> T:
+        try:
+            return func(*args, **kwargs)
+        finally:
+            if connection.in_atomic_block:  # never close mid-transaction
+                close_old_connections()
+            else:
+                connection.close()
+
+    return await sync_to_async(call)()
+
+
 def release_request_thread() -> None:
     """Let go of this request's sync thread for the rest of a long-lived response.
 
@@ -118,18 +193,3 @@ def release_request_thread() -> None:
     if executor is not None:
         executor.submit(connections.close_all)  # its DB connections go with the thread
         executor.shutdown(wait=False)
-
-
-async def run_and_release(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    """Run sync ORM code in the request's thread, then give its DB connection back."""
-
-    def call() -> T:
-        try:
-            return func(*args, **kwargs)
-        finally:
-            if connection.in_atomic_block:  # never close mid-transaction
-                close_old_connections()
-            else:
-                connection.close()
-
-    return await sync_to_async(call)()

@@ -14,6 +14,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 
 from . import rooms, sse
@@ -21,6 +22,7 @@ from .feed import CursorAhead, Feed
 from .jsonapi import dispatch, error
 from .listener import get_listener
 from .sse import Frame
+from .subscription import Viewer
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 # The scope key under which config.asgi hands the ASGI server's own ``send`` to views
@@ -41,7 +43,9 @@ async def _open_stream(request: HttpRequest, slug: str) -> HttpResponseBase:
         )
         # Subscribed before the response's headers go out: a client that sees the 200 and
         # then writes must receive its own write ("from now" means now).
-        feed = await Feed.open(get_listener(), room, since)
+        # The session that opened the stream: the listener re-checks its access later.
+        viewer = Viewer(None, request.COOKIES.get(settings.SESSION_COOKIE_NAME) or None)
+        feed = await Feed.open(get_listener(), room, since, viewer)
     except (sse.InvalidCursor, CursorAhead) as exc:
         return error(400, str(exc))
     body = _frames(feed, request.scope.get(ASGI_SEND))

@@ -162,6 +162,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 CHAT_SSE_HEARTBEAT = float(os.environ.get("CHAT_SSE_HEARTBEAT", "15"))  # seconds
 CHAT_SUBSCRIBER_QUEUE_SIZE = int(os.environ.get("CHAT_SUBSCRIBER_QUEUE_SIZE", "256"))  # frames
 CHAT_LISTENER_BACKOFF = float(os.environ.get("CHAT_LISTENER_BACKOFF", "0.5"))  # first retry, s
+# Every open stream's access is re-checked this often, besides at every access change.
+CHAT_ACCESS_RECHECK_SECONDS = float(os.environ.get("CHAT_ACCESS_RECHECK_SECONDS", "3600"))
 
 LOGGING = {
     "version": 1,

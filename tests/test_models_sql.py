@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from django.db import connection
 
-from chat.events import MESSAGE_FIELDS, ChatEvent
+from chat.events import MESSAGE_FIELDS, Bell
 from chat.models import ChatMessage, MessageChange, Room
 
 from .conftest import unique
@@ -22,53 +22,35 @@ def sql(query: str, *params: object) -> list[tuple]:
         return cursor.fetchall() if cursor.description else []
 
 
-def payload_text(message: ChatMessage, op: str = "created", seq: int = 1) -> bytes:
-    [(payload,)] = sql(
-        "SELECT chat_event_payload(%s, %s, m) FROM chat_chatmessage m WHERE id = %s",
-        op,
-        seq,
-        message.pk,
+def message_json(message: ChatMessage) -> dict:
+    [(shown,)] = sql(
+        "SELECT chat_message_json(m)::text FROM chat_chatmessage m WHERE id = %s", message.pk
     )
-    return str(payload).encode()
+    return json.loads(shown)
 
 
-def payload_for(message: ChatMessage, op: str = "created", seq: int = 1) -> dict:
-    return json.loads(payload_text(message, op, seq))
-
-
-def test_payload_carries_the_row_when_it_fits(room: Room) -> None:
+def test_message_json_has_the_fields_chat_events_name(room: Room) -> None:
     message = ChatMessage.objects.create(room=room, author="ada", text='quote " and\nnewline')
-    payload = payload_for(message)
-    assert set(payload) == {"room", "seq", "op", "id", "at", "message"}
-    assert tuple(payload["message"]) == MESSAGE_FIELDS  # the SQL and ChatEvent agree
-    assert payload["message"]["text"] == 'quote " and\nnewline'
-    event = ChatEvent.from_payload(json.dumps(payload))
-    assert (event.room, event.seq, event.op, event.is_stub) == (room.slug, 1, "created", False)
+    shown = message_json(message)
+    assert tuple(shown) == MESSAGE_FIELDS  # the SQL and chat/events.py agree
+    assert shown["text"] == 'quote " and\nnewline'
 
 
-def test_payload_is_a_stub_when_the_row_is_too_large(room: Room) -> None:
-    message = ChatMessage.objects.create(room=room, author="ada", text="€" * 4000)  # 12,000 B
-    payload = payload_for(message)
-    assert payload["truncated"] is True
-    assert "message" not in payload
-    assert len(json.dumps(payload)) < 200
-    assert ChatEvent.from_payload(json.dumps(payload)).is_stub
+def test_message_bell_is_small_and_parses(room: Room) -> None:
+    [(payload,)] = sql("SELECT chat_message_bell(%s, 7)", room.slug)
+    assert set(json.loads(payload)) == {"kind", "room", "seq", "at"}
+    assert len(payload) < 150  # whatever the message: it never nears NOTIFY's 8000 bytes
+    bell = Bell.from_payload(payload)
+    assert (bell.kind, bell.room, bell.seq) == ("message", room.slug, 7)
 
 
-def test_payload_is_sent_whole_below_8000_bytes_and_stubbed_above(room: Room) -> None:
-    # A '"' is 2 bytes in JSON, so 4000 characters can reach the limit. The payload's other
-    # fields vary by a few bytes (the id, the "at" float), hence a 10-byte margin each side.
-    base = len(payload_text(ChatMessage.objects.create(room=room, author="a", text="x")))
-
-    def text_for(size: int) -> str:
-        quotes, odd = divmod(size - (base - 1), 2)
-        return '"' * quotes + "x" * odd
-
-    fits = ChatMessage.objects.create(room=room, author="a", text=text_for(7990))
-    over = ChatMessage.objects.create(room=room, author="a", text=text_for(8010))
-    assert 7980 < len(payload_text(fits)) < 8000
-    assert payload_for(fits)["message"]["text"] == fits.text
-    assert payload_for(over).get("truncated") is True
+def test_a_message_over_notifys_limit_rings_a_small_bell(room: Room, db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as listening:
+        listening.execute("LISTEN chat")
+        message = ChatMessage.objects.create(room=room, author="ada", text="€" * 4000)
+        bells = [Bell.from_payload(n.payload) for n in listening.notifies(timeout=5, stop_after=1)]
+    assert [(b.kind, b.room) for b in bells] == [("message", room.slug)]
+    assert message.pk is not None
 
 
 def test_message_json_of_no_row_is_null() -> None:
@@ -81,7 +63,7 @@ def test_timestamps_are_utc_whatever_the_writers_timezone(room: Room) -> None:
         cursor.execute("SET TIME ZONE 'Asia/Tokyo'")
         try:
             message = ChatMessage.objects.create(room=room, author="a", text="tz")
-            created_at = payload_for(message)["message"]["created_at"]
+            created_at = message_json(message)["created_at"]
         finally:
             cursor.execute("SET TIME ZONE 'UTC'")
     assert created_at.endswith("+00:00")

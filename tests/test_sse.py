@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chat import sse
-from chat.events import ChatEvent, InvalidPayload
+from chat.events import Bell, ChatEvent, InvalidPayload
 
 
 def event(**message: object) -> ChatEvent:
@@ -59,24 +59,31 @@ def test_bad_cursor_is_refused(value: str) -> None:
     [
         "not json",
         "{}",
-        '{"room": "r", "seq": 1, "op": "exploded", "id": 1, "message": {}}',
-        '{"room": "r", "seq": "x", "op": "created", "id": 1, "message": {}}',
-        '{"room": "r", "seq": 1, "op": "created", "id": 1}',
         "[]",
+        '{"kind": "exploded", "room": "r"}',
+        '{"kind": "message"}',  # a message bell names its room
+        '{"kind": "message", "room": 5}',
+        '{"kind": "message", "room": "r", "seq": "x"}',
+        '{"kind": "message", "room": "r", "seq": true}',  # a bool is not a cursor
+        '{"kind": "user"}',
+        # the old payload (the whole row): content from a notification is never taken
+        '{"room": "r", "seq": 1, "op": "created", "id": 1, "message": {"text": "forged"}}',
+        '{"kind": "message", "room": "' + "r" * 2000 + '"}',  # not ours: too long to parse
     ],
 )
 def test_foreign_payload_is_refused(payload: str) -> None:
     with pytest.raises(InvalidPayload):
-        ChatEvent.from_payload(payload)
+        Bell.from_payload(payload)
 
 
-def test_stub_payload_parses_as_stub() -> None:
-    stub = ChatEvent.from_payload(
-        '{"room": "r", "seq": 3, "op": "updated", "id": 9, "at": 1.5, "truncated": true}'
-    )
-    assert (stub.is_stub, stub.message_id, stub.name, stub.sent_at) == (
-        True,
-        9,
-        "message.updated",
-        1.5,
-    )
+@pytest.mark.parametrize(
+    ("payload", "bell"),
+    [
+        ('{"kind": "message", "room": "r", "seq": 3, "at": 1.5}', Bell("message", "r", 3, at=1.5)),
+        ('{"kind": "access", "room": "r"}', Bell("access", "r")),
+        ('{"kind": "user", "user": 4}', Bell("user", user=4)),
+        ('{"kind": "sessions"}', Bell("sessions")),
+    ],
+)
+def test_bells_parse(payload: str, bell: Bell) -> None:
+    assert Bell.from_payload(payload) == bell

@@ -1,0 +1,85 @@
+"""Hop 3, access: when who-may-read-what changes, re-check the open streams it concerns.
+
+Upstream:   chat/listener.py, for each access bell (a room made private or deleted, a member
+            removed, a user's flags or password changed, sessions deleted), in commit order
+            with the message bells, and for the periodic sweep of every open stream.
+Downstream: the Subscriptions (chat/subscription.py) whose viewer may no longer read their
+            room are closed: their streams end, and the browser's reconnect is refused at
+            open (404), so nothing committed after the change reaches them.
+On failure: a re-check that cannot run (the database went away) is retried with the
+            listener's reconnect, which re-checks every open stream before trusting
+            notifications again; the periodic sweep (``CHAT_ACCESS_RECHECK_SECONDS``, hourly
+            by default) bounds how long any missed signal can last.
+
+The rule is not here: it is ``chat_room_readable`` in SQL, reached through chat/rooms.py.
+Here is only which streams to ask about, and who their viewers are now: a stream on a room
+anyone may read needs no user at all; for the others, the session that opened the stream is
+resolved once through Django's own session store and auth backend, then cached per session
+key (a key never changes hands; log-in cycles it, log-out deletes it).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from asgiref.sync import sync_to_async
+
+from . import rooms
+from .subscription import Subscription
+
+logger = logging.getLogger("pgchat.gatekeeper")
+
+
+class Gatekeeper:
+    """Re-checks subscriptions against the read rule; remembers who each session is."""
+
+    def __init__(self) -> None:
+        self._session_users: dict[str, int | None] = {}  # session key -> user id (None: anon)
+
+    def forget_user(self, user_id: int) -> None:
+        """That user's flags or password changed: resolve their sessions again."""
+        for key in [k for k, uid in self._session_users.items() if uid == user_id]:
+            del self._session_users[key]
+
+    def forget_all(self) -> None:
+        """For the periodic sweep: resolve every session again (expiry, a missed bell)."""
+        self._session_users.clear()
+
+    def forget_sessions_except(self, live: Iterable[str]) -> None:
+        """Drop cached sessions no open stream holds any more (keeps the cache bounded)."""
+        keep = set(live)
+        self._session_users = {k: v for k, v in self._session_users.items() if k in keep}
+
+    async def refused(self, conn: Any, subs: Iterable[Subscription]) -> list[Subscription]:
+        """Of these subscriptions, those whose viewer may no longer read their room."""
+        candidates = list(subs)
+        if not candidates:
+            return []
+        public = await rooms.anyone_may_read(conn, sorted({sub.room for sub in candidates}))
+        to_check = [sub for sub in candidates if sub.room not in public]
+        if not to_check:
+            return []
+        unknown = sorted(
+            {
+                key
+                for sub in to_check
+                if (key := sub.viewer.session_key) is not None
+                and sub.viewer.user_id is None
+                and key not in self._session_users
+            }
+        )
+        if unknown:
+            self._session_users.update(await sync_to_async(rooms.session_users)(unknown))
+        checks = [(sub.room, self._viewer_id(sub), sub.viewer.session_key) for sub in to_check]
+        refused = await rooms.unreadable(conn, checks)
+        return [to_check[i] for i in sorted(refused)]
+
+    def _viewer_id(self, sub: Subscription) -> int | None:
+        viewer = sub.viewer
+        if viewer.user_id is not None:
+            return viewer.user_id
+        if viewer.session_key is None:
+            return None
+        return self._session_users.get(viewer.session_key)
