@@ -1,9 +1,9 @@
-"""Hops 2-3: one LISTEN connection per process, fanned out to per-stream bounded buffers.
+"""Hop 2: one LISTEN connection per process; its bells become reads of the log.
 
 Upstream:   the triggers' doorbells via NOTIFY (chat/models.py, migration 0005): a message
             bell names a room whose log grew; an access bell names what to re-check.
-Downstream: chat/feed.py, one Subscription per open stream (chat/stream.py) or ``chat tail``;
-            chat/gatekeeper.py for access re-checks.
+Downstream: chat/fanout.py (the events read, for every open stream of their room);
+            chat/gatekeeper.py (access re-checks, before anything later is published).
 On failure: NOTIFYs sent while the connection is down are gone, so on every (re)connect the
             listener LISTENs first and then reads, in one query, what each room's
             subscribers have not been given yet (chat/history.py), publishes it, and
@@ -14,10 +14,7 @@ A notification is untrusted input (any role that can connect may NOTIFY): it is 
 Content and cursors come only from the log, read once per batch of bells for every
 subscriber of the rooms rung; a forged bell costs at most one read or one re-check.
 
-Ordering: PostgreSQL delivers notifications in commit order and the trigger numbers a room's
-changes in commit order, so each room's events reach a Subscription with rising ``seq``. A
-Subscription remembers the highest ``seq`` it was given and ignores anything at or below it,
-which makes the seams (catch-up vs. live, replay vs. live) free of duplicates.
+The fan-out to streams is chat/fanout.py (hop 3); this file is the connection and its bells.
 """
 
 from __future__ import annotations
@@ -27,36 +24,20 @@ import collections
 import contextlib
 import functools
 import logging
-import random
 import time
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from . import db, history, metrics, sse
-from .events import CHANNEL, Bell, ChatEvent, InvalidPayload
+from . import db, history, metrics
+from .backoff import Backoff
+from .events import CHANNEL, Bell, InvalidPayload
+from .fanout import FanOut
 from .gatekeeper import Gatekeeper
 from .subscription import Subscription, Viewer
 
 logger = logging.getLogger("pgchat.listener")
-
-
-class Backoff:
-    """Delay before the next reconnect: exponential, capped, jittered."""
-
-    FACTOR, CAP = 2.0, 30.0  # CAP in seconds
-    JITTER = 0.1  # +/-10%, so N hypercorn workers don't reconnect in lockstep
-
-    def __init__(self, initial: float = 0.5) -> None:
-        if initial <= 0:
-            raise ValueError(f"initial backoff must be positive, got {initial}")
-        self.initial = initial
-        self._delay = 0.0
-
-    def next_delay(self) -> float:
-        self._delay = min(self.CAP, self._delay * self.FACTOR or self.initial)
-        return self._delay * random.uniform(1 - self.JITTER, 1 + self.JITTER)
 
 
 class Listener:
@@ -74,8 +55,6 @@ class Listener:
         heartbeat_seconds: float = 15.0,
         recheck_seconds: float = 3600.0,
     ) -> None:
-        if queue_size < 1:
-            raise ValueError(f"queue_size must be at least 1, got {queue_size}")
         if heartbeat_seconds <= 0:
             raise ValueError(f"heartbeat_seconds must be positive, got {heartbeat_seconds}")
         self.conninfo, self.queue_size = conninfo, queue_size
@@ -83,8 +62,7 @@ class Listener:
         self.connected = False  # LISTENing and caught up; /healthz reports it
         self.last_lag_seconds: float | None = None  # trigger -> fan-out of the last live event
         self.stats: collections.Counter[str] = collections.Counter()
-        self._rooms: dict[str, set[Subscription]] = {}  # room slug -> its open streams
-        self._published: dict[str, int] = {}  # room slug -> highest seq published
+        self.fanout = FanOut(queue_size, self._count)
         self.recheck_seconds = recheck_seconds  # the periodic sweep of every stream's access
         self._gatekeeper = Gatekeeper()
         # Made in start(), not here: asyncio objects must belong to the running loop.
@@ -122,12 +100,7 @@ class Listener:
             await asyncio.wait_for(task, timeout)  # cancels the task on timeout
         except TimeoutError:
             logger.warning("listener did not stop within %s s; cancelled", timeout)
-        for room, subs in self._rooms.items():
-            for sub in subs:
-                sub.close()  # each view ends its stream; browsers reconnect elsewhere
-            metrics.SUBSCRIBERS.labels(room).dec(len(subs))
-        self._rooms.clear()
-        self._published.clear()
+        self.fanout.close_all()
         logger.info("listener stopped")
 
     async def _tick(self) -> None:
@@ -138,9 +111,7 @@ class Listener:
             # Half the interval: a stream that went quiet just after a tick gets its
             # keepalive within 1.5 heartbeats, not 2.
             await asyncio.sleep(self.heartbeat_seconds / 2)
-            for subs in self._rooms.values():
-                for sub in subs:
-                    sub.heartbeat()
+            self.fanout.heartbeat()
             if time.monotonic() - swept >= self.recheck_seconds:
                 swept = time.monotonic()
                 try:
@@ -151,29 +122,17 @@ class Listener:
     # -- subscribers -----------------------------------------------------------------------
 
     def subscribe(self, room: str, seq: int, viewer: Viewer = Viewer.ANONYMOUS) -> Subscription:
-        """A buffer for a new stream, held by ``viewer``, given everything up to ``seq``."""
-        sub = Subscription(room, seq, self.queue_size, viewer)
-        self._rooms.setdefault(room, set()).add(sub)
-        metrics.SUBSCRIBERS.labels(room).inc()
-        return sub
+        return self.fanout.subscribe(room, seq, viewer)
 
     def unsubscribe(self, sub: Subscription, *, fell_behind: bool = False) -> None:
-        """Close and forget a subscription; idempotent (the listener may have dropped it)."""
-        sub.close(fell_behind=fell_behind)
-        subs = self._rooms.get(sub.room)
-        if subs is not None and sub in subs:
-            subs.remove(sub)
-            metrics.SUBSCRIBERS.labels(sub.room).dec()
-            if not subs:
-                del self._rooms[sub.room]
-                self._published.pop(sub.room, None)
+        self.fanout.unsubscribe(sub, fell_behind=fell_behind)
 
     @property
     def subscriber_count(self) -> int:
-        return sum(len(subs) for subs in self._rooms.values())
+        return self.fanout.subscriber_count
 
     def subscribers_by_room(self) -> dict[str, int]:
-        return {room: len(subs) for room, subs in self._rooms.items()}
+        return self.fanout.subscribers_by_room()
 
     # -- the connection --------------------------------------------------------------------
 
@@ -227,10 +186,10 @@ class Listener:
     async def _catch_up(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """After (re)connecting: what each room's subscribers missed while there was no
         LISTEN, and every open stream's access again (access bells may have been missed)."""
-        events = await self._read_and_publish(conn, list(self._rooms))
+        events = await self._read_and_publish(conn, self.fanout.rooms)
         if events:
-            logger.info("caught up %d events in %d rooms", events, len(self._rooms))
-        await self._recheck(conn, self._all_subscriptions())
+            logger.info("caught up %d events", events)
+        await self._recheck(conn, self.fanout.subscriptions())
 
     async def _relay(self, conn: psycopg.AsyncConnection[Any], stopping: asyncio.Event) -> None:
         """Handle notifications as they come, until stop() or a connection error."""
@@ -265,9 +224,8 @@ class Listener:
                 continue
             if bell.kind == "message":
                 assert bell.room is not None  # Bell.from_payload checks it
-                if bell.room in self._rooms and not (
-                    bell.seq is not None and bell.seq <= self._published.get(bell.room, 0)
-                ):  # the hint only ever saves a read; a forged one can't skip a real bell
+                # The seq hint only ever saves a read; a forged one can't skip a real bell.
+                if self.fanout.wants(bell.room, bell.seq):
                     rooms[bell.room] = None
                     latest_at = bell.at if bell.at is not None else latest_at
                 continue
@@ -280,30 +238,24 @@ class Listener:
 
     async def _read_and_publish(self, conn: psycopg.AsyncConnection[Any], rooms: list[str]) -> int:
         """Read what the log holds past what each room's streams were given; publish it."""
-        # Everything at or below _published was offered to the room's current streams or is
-        # covered by their own replay, so the read never needs to start lower.
-        positions = {
-            room: max(min(sub.seq for sub in subs), self._published.get(room, 0))
-            for room in rooms
-            if (subs := self._rooms.get(room))
-        }
+        positions = self.fanout.positions(rooms)
         if not positions:
             return 0
         self._count("log_reads")
         events = await history.changes_after_each(conn, positions)
         for event in events:
-            self._publish(event)
+            self.fanout.publish(event)
         return len(events)
 
     def _concerned(self, bell: Bell) -> list[Subscription]:
         """The open streams whose access an access bell may have changed."""
         if bell.kind == "access":
-            return list(self._rooms.get(bell.room or "", ()))
+            return self.fanout.subscriptions(bell.room or "")
         if bell.kind == "user" and bell.user is not None:
             self._gatekeeper.forget_user(bell.user)
         # A user's flags or sessions: any signed-in stream may be theirs. Streams on rooms
         # anyone may read are cleared by the gatekeeper with one query, without a user.
-        return [sub for sub in self._all_subscriptions() if sub.viewer.session_key is not None]
+        return [sub for sub in self.fanout.subscriptions() if sub.viewer.session_key is not None]
 
     async def _recheck(self, conn: psycopg.AsyncConnection[Any], subs: list[Subscription]) -> None:
         if not subs:
@@ -319,13 +271,10 @@ class Listener:
         missed bell or an expired session left open, closes here."""
         self._gatekeeper.forget_all()
         async with db.connection() as conn:
-            await self._recheck(conn, self._all_subscriptions())
+            await self._recheck(conn, self.fanout.subscriptions())
         self._gatekeeper.forget_sessions_except(
-            key for sub in self._all_subscriptions() if (key := sub.viewer.session_key)
+            key for sub in self.fanout.subscriptions() if (key := sub.viewer.session_key)
         )
-
-    def _all_subscriptions(self) -> list[Subscription]:
-        return [sub for subs in self._rooms.values() for sub in subs]
 
     def _parse(self, payload: str) -> Bell | None:
         try:
@@ -334,22 +283,6 @@ class Listener:
             self._count("invalid_payloads")
             logger.warning("ignored a notification on %r: %s", CHANNEL, exc)
             return None
-
-    def _publish(self, event: ChatEvent) -> None:
-        """Frame once; offer the same bytes to every subscriber of the room."""
-        subs = self._rooms.get(event.room)
-        if not subs or event.seq <= self._published.get(event.room, 0):
-            return
-        self._count("events")
-        self._published[event.room] = event.seq
-        frame = sse.encode(event)
-        self._count("frames", len(subs))
-        # No copy of the set per event: the (rare) full buffers are collected, then dropped.
-        full = [sub for sub in subs if not sub.offer(frame)]
-        for sub in full:  # a stuck client must not stall the only listener: its buffer is
-            self.unsubscribe(sub, fell_behind=True)  # freed now, and the view catches up
-            self._count("slow_drops")  # from the table when it can write again
-            logger.info("dropped a slow subscriber of %r (buffer full)", event.room)
 
     def _observe_lag(self, at: float | None) -> None:
         """Trigger -> every subscriber's buffer, for the last bell of a batch. ``at`` comes

@@ -6,10 +6,11 @@ import asyncio
 
 import pytest
 
+from chat.backoff import Backoff
 from chat.events import ChatEvent
 from chat.feed import Feed
 from chat.history import Page
-from chat.listener import Backoff, Listener
+from chat.listener import Listener
 from chat.sse import KEEPALIVE, RETRY, Frame
 from chat.stream import _frames
 from chat.subscription import Subscription
