@@ -393,7 +393,8 @@ async def test_private_room_refuses_non_members_everywhere(
     staff: AbstractUser,
 ) -> None:
     """Page, history and stream share one rule: members and staff get in, nobody else does,
-    and a refusal is the API's JSON error (no HTML to scrape, no stream opened)."""
+    and a refusal is exactly the answer for a room that does not exist (its existence does
+    not leak)."""
     base = f"/rooms/{private_room.slug}"
     urls = [f"{base}/", f"{base}/messages", f"{base}/events"]
 
@@ -410,9 +411,9 @@ async def test_private_room_refuses_non_members_everywhere(
                         results.append((response.status_code, json_of(await response.aread())))
             return results
 
-    refused = {"error": f"room {private_room.slug!r} is private"}
-    assert await statuses(bob.username) == [(403, refused)] * 3
-    assert await statuses(None) == [(403, refused)] * 3
+    refused = {"error": f"no room {private_room.slug!r}"}
+    assert await statuses(bob.username) == [(404, refused)] * 3
+    assert await statuses(None) == [(404, refused)] * 3
     allowed = [(200, "text/html"), (200, "application/json"), (200, "text/event-stream")]
     assert await statuses(alice.username) == allowed
     assert await statuses(staff.username) == allowed
