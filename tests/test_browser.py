@@ -11,8 +11,8 @@ ORM is reached as the project's other async tests do (``acreate``), and the suit
 fixtures (``room``, ``make_user``) run between tests, outside the loop. One Chromium serves
 the whole module (launching costs about a second); each test gets fresh browser contexts.
 
-Waits are Playwright's ``expect`` with a deadline, never sleeps: the machine is small and
-shared, so DEADLINE_MS is generous and a passing run is still fast.
+Waits are Playwright's ``expect`` with the suite's one deadline (tests/helpers.py), never
+sleeps: the machine is small and shared, so it is generous and a passing run is still fast.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from playwright.async_api import (
 
 from chat.models import ChatMessage, Room
 
-from .conftest import PASSWORD, unique
+from .helpers import DEADLINE, PASSWORD, session_cookies, unique
 from .servers import OUTPUT_DIR, Browserless, Server, insert_sql, psql
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; Playwright's download is not allowed
@@ -59,8 +59,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SKIP_REASON = "browser tests skipped: Debian's chromium is not installed (apt-get install chromium)"
-DEADLINE_MS = 15_000  # for anything to show up; typically it takes milliseconds
-DEADLINE_SECONDS = DEADLINE_MS / 1000
+DEADLINE_MS = DEADLINE * 1000  # Playwright counts in milliseconds
 DESKTOP: ViewportSize = {"width": 1280, "height": 800}
 PHONE: ViewportSize = {"width": 390, "height": 844}
 HISTORY_PAGE = 50  # messages the room page renders (chat/messages_api.py HISTORY_LIMIT_DEFAULT)
@@ -148,8 +147,11 @@ async def open_page(browser: Browser, server: Server) -> AsyncIterator[OpenPage]
         )
         contexts.append(context)
         context.set_default_timeout(DEADLINE_MS)
-        if user is not None:
-            await log_in(context, user.username)
+        if user is not None:  # logged in through the real form; the browser gets the cookies
+            cookies = await session_cookies(base_url or server.url, user.username)
+            await context.add_cookies(
+                [{"name": k, "value": v, "url": base_url or server.url} for k, v in cookies.items()]
+            )
         page = await context.new_page()
         page.on("pageerror", lambda exc: errors.append(f"{page.url}: {exc}"))
         return page
@@ -158,18 +160,6 @@ async def open_page(browser: Browser, server: Server) -> AsyncIterator[OpenPage]
     for context in contexts:
         await context.close()
     assert not errors, f"uncaught JavaScript errors: {errors}"
-
-
-async def log_in(context: BrowserContext, username: str) -> None:
-    """Log a context in through the real login form, without rendering it (fast)."""
-    await context.request.get("/accounts/login/")  # sets the CSRF cookie
-    token = next(c["value"] for c in await context.cookies() if c["name"] == "csrftoken")
-    response = await context.request.post(
-        "/accounts/login/",
-        form={"username": username, "password": PASSWORD, "csrfmiddlewaretoken": token},
-        max_redirects=0,
-    )
-    assert response.status == 302, f"login of {username} failed: {response.status}"
 
 
 # -- people and rooms ----------------------------------------------------------------------
@@ -374,7 +364,7 @@ async def test_markup_in_a_message_is_shown_as_text_and_never_runs(
                 document.body.append(script);
             })"""
         ),
-        DEADLINE_SECONDS,
+        DEADLINE,
     )
     assert violated == "script-src-elem"
     assert await page.evaluate("typeof window.__inline") == "undefined"
@@ -400,7 +390,7 @@ async def test_private_room_refuses_non_members_everywhere(
     async def statuses(username: str | None) -> list[tuple[int, Any]]:
         async with Browserless(server.url) as person:
             if username is not None:
-                await person.login(username, PASSWORD)
+                await person.login(username)
             results = []
             for url in urls:
                 async with person.client.stream("GET", url) as response:
@@ -475,7 +465,7 @@ async def test_message_committed_between_render_and_connect_shows_once(
     await page.route("**/events*", hold)
     try:
         await page.goto(f"/rooms/{room.slug}/")
-        await asyncio.wait_for(held.wait(), DEADLINE_SECONDS)
+        await asyncio.wait_for(held.wait(), DEADLINE)
         await expect(messages(page)).to_have_count(0)  # rendered before the insert
         await psql(db_url, insert_sql(room.slug, "in the gap"))
     finally:
