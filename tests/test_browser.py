@@ -671,29 +671,55 @@ async def test_room_new_sends_anonymous_users_to_log_in(open_page: OpenPage) -> 
     await page.wait_for_url("**/accounts/login/?next=/rooms/new/")
 
 
-@browser_test
-async def test_load_older_messages_pages_back_through_history(
-    open_page: OpenPage, room: Room, db_url: str
-) -> None:
-    """The page renders the latest 50; older ones come from ``?before=<id>``, in order,
-    without losing the reader's place, and the button goes away at the start."""
+async def older_history(room: Room, db_url: str) -> list[str]:
+    """A room with 12 messages more than its page shows; their texts, oldest first."""
     total = HISTORY_PAGE + 12
     await psql(
         db_url,
         "INSERT INTO chat_chatmessage (room_id, author, text) SELECT "
         f"'{room.slug}', 'ops', 'old ' || lpad(n::text, 3, '0') FROM generate_series(1, {total}) n",
     )
-    expected = [f"old {n:03}" for n in range(1, total + 1)]
+    return [f"old {n:03}" for n in range(1, total + 1)]
+
+
+@browser_test
+async def test_scrolling_up_pages_back_through_history(
+    open_page: OpenPage, room: Room, db_url: str
+) -> None:
+    """The page renders the latest 50; a reader scrolling up to the top gets the older ones
+    from ``?before=<id>``, in order, without losing their place, and the button that leads
+    there goes away at the start.
+
+    (Not a click on the button: reaching it scrolls the list to the top, which loads the
+    older messages by itself and then hides the button; a click raced that and lost.)"""
+    expected = await older_history(room, db_url)
     page = await open_page()
     await enter_room(page, room)
     await expect(texts(page)).to_have_text(expected[-HISTORY_PAGE:])
     older = page.get_by_role("button", name="Load older messages")
     await expect(older).to_be_visible()
     reading = message(page, expected[-HISTORY_PAGE])  # the oldest one shown so far
-    await older.click()
+    await older.scroll_into_view_if_needed()  # the reader scrolls to the top
     await expect(texts(page)).to_have_text(expected)
     await expect(older).to_be_hidden()
     await expect(reading).to_be_in_viewport()  # the view did not jump to the top
+
+
+@browser_test
+async def test_load_older_button_pages_back_when_the_list_does_not_scroll(
+    open_page: OpenPage, room: Room, db_url: str
+) -> None:
+    """On a screen tall enough for the whole page, no scroll can load more: the button does."""
+    expected = await older_history(room, db_url)
+    page = await open_page(viewport={"width": 1280, "height": 8000})
+    await enter_room(page, room)
+    await expect(texts(page)).to_have_text(expected[-HISTORY_PAGE:])
+    fits = "s => s.scrollHeight <= s.clientHeight"
+    assert await page.locator("#scroller").evaluate(fits), "the list scrolls: make it taller"
+    older = page.get_by_role("button", name="Load older messages")
+    await older.click()
+    await expect(texts(page)).to_have_text(expected)
+    await expect(older).to_be_hidden()
 
 
 # -- the availability rule itself --------------------------------------------------------------
