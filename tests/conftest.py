@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import AbstractUser, User
 from django.db import connection
 
 from bench.sse_client import SSEClient
@@ -143,13 +143,13 @@ def room() -> Room:
 
 
 @pytest.fixture
-def make_user() -> Callable[..., AbstractUser]:
-    def make(prefix: str, *, staff: bool = False) -> AbstractUser:
+def make_user() -> Callable[..., User]:
+    def make(prefix: str, *, staff: bool = False) -> User:
         user = get_user_model().objects.create_user(unique(prefix), password=PASSWORD)
         if staff:
             user.is_staff = user.is_superuser = True
             user.save()
-        assert isinstance(user, AbstractUser)
+        assert isinstance(user, User)
         return user
 
     return make

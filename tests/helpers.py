@@ -16,7 +16,7 @@ import itertools
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar, overload
 
 import httpx
 import psycopg
@@ -41,7 +41,9 @@ def unique(prefix: str) -> str:
 # -- waiting ---------------------------------------------------------------------------------
 
 
-def wait_until(predicate: Callable[[], T], *, deadline: float = DEADLINE, what: str = "") -> T:
+def wait_until(
+    predicate: Callable[[], T | None], *, deadline: float = DEADLINE, what: str = ""
+) -> T:
     """Poll ``predicate`` until it returns something truthy, and return that.
 
     Raises TimeoutError naming ``what`` (or the predicate) after ``deadline`` seconds.
@@ -55,9 +57,17 @@ def wait_until(predicate: Callable[[], T], *, deadline: float = DEADLINE, what: 
     return value
 
 
+@overload
 async def wait_until_async(
-    predicate: Callable[[], T | Awaitable[T]], *, deadline: float = DEADLINE, what: str = ""
-) -> T:
+    predicate: Callable[[], Awaitable[T | None]], *, deadline: float = ..., what: str = ...
+) -> T: ...
+@overload
+async def wait_until_async(
+    predicate: Callable[[], T | None], *, deadline: float = ..., what: str = ...
+) -> T: ...
+async def wait_until_async(
+    predicate: Callable[[], Any], *, deadline: float = DEADLINE, what: str = ""
+) -> Any:
     """``wait_until`` for coroutines: the predicate may be sync (run on the loop, so keep it
     cheap) or async (awaited). A predicate that hangs is cut by the same deadline."""
     timeout = asyncio.timeout(deadline)

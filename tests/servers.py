@@ -49,7 +49,7 @@ def database_url(dbname: str | None = None) -> str:
         "port": str(s["PORT"]) if s["PORT"] else None,
         **{k: v for k, v in s["OPTIONS"].items() if isinstance(v, str | int)},
     }
-    return make_conninfo(**{k: v for k, v in params.items() if v is not None})
+    return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
 
 
 def free_port() -> int:
@@ -238,7 +238,7 @@ class Browserless:
 
     @property
     def csrf_token(self) -> str:
-        return self.client.cookies.get("csrftoken", "")
+        return self.client.cookies.get("csrftoken") or ""
 
     async def login(self, username: str, password: str = PASSWORD) -> None:
         await log_in(self.client, username, password)
@@ -267,7 +267,7 @@ async def admin_save_message(staff: Browserless, url: str, **fields: str) -> Non
 
 async def collect(client: SSEClient, count: int, deadline: float = DEADLINE) -> list[Event]:
     """The next ``count`` events, within one deadline for all of them."""
-    events = []
+    events: list[Event] = []
     async with asyncio.timeout(deadline):
         while len(events) < count:
             events.append(await client.next_event())

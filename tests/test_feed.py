@@ -8,7 +8,7 @@ trigger, NOTIFY at COMMIT, listener, feed. No HTTP.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import psycopg
@@ -23,7 +23,7 @@ from chat.sse import Frame
 from .helpers import DEADLINE, wait_until_async
 
 Connection = psycopg.AsyncConnection[Any]
-Batches = AsyncIterator[list[Frame] | None]
+Batches = AsyncGenerator[list[Frame] | None, None]
 QUIET = 3600.0  # heartbeat seconds: no keepalive (a None batch) unless a test asks for one
 
 
@@ -88,8 +88,15 @@ async def take(batches: Batches, count: int) -> list[Frame]:
     return frames
 
 
+def batches_of(feed: Feed) -> Batches:
+    """``feed.batches()``, as the async generator it is (the test closes it: aclose)."""
+    batches = feed.batches()
+    assert isinstance(batches, AsyncGenerator)
+    return batches
+
+
 def texts(frames: list[Frame] | None) -> list[str]:
-    return [frame.event.message["text"] for frame in frames or []]
+    return [(frame.event.message or {})["text"] for frame in frames or []]
 
 
 # -- replay, then live -----------------------------------------------------------------------
@@ -100,7 +107,7 @@ async def test_feed_replays_what_was_missed_then_goes_live(
 ) -> None:
     seen, *missed = await insert(conn, room, "seen", "missed 1", "missed 2")
     feed = await Feed.open(listener, room.slug, seen)
-    batches = feed.batches()
+    batches = batches_of(feed)
     replayed = await next_batch(batches)
     assert ([f.seq for f in replayed or []], texts(replayed)) == (missed, ["missed 1", "missed 2"])
     [live_seq] = await insert(conn, room, "live")
@@ -117,7 +124,7 @@ async def test_feed_from_now_replays_nothing(
     [old] = await insert(conn, room, "old news")
     feed = await Feed.open(listener, room.slug, None)
     assert feed.cursor == old
-    batches = feed.batches()
+    batches = batches_of(feed)
     await insert(conn, room, "new")
     assert texts(await next_batch(batches)) == ["new"]  # "old news" would have come first
     await batches.aclose()
@@ -133,7 +140,7 @@ async def test_feed_replays_a_long_absence_in_pages_in_order(
         (room.slug, count),
     )
     feed = await Feed.open(listener, room.slug, 0)
-    batches = feed.batches()
+    batches = batches_of(feed)
     first = await next_batch(batches)
     assert len(first or []) == history.REPLAY_BATCH  # one page at a time
     frames = (first or []) + await take(batches, count - history.REPLAY_BATCH)
@@ -157,7 +164,7 @@ async def test_a_frame_both_replayed_and_buffered_live_is_given_once(
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as reader:
         page = await history.changes_after(reader, room.slug, 0)
     assert [event.seq for event in page.rows] == [both]
-    batches = Feed(listener, sub, page, 0).batches()
+    batches = batches_of(Feed(listener, sub, page, 0))
     assert texts(await next_batch(batches)) == ["in both"]  # from the replay
     await insert(conn, room, "marker")
     assert texts(await next_batch(batches)) == ["marker"]  # the buffered copy was dropped
@@ -173,7 +180,7 @@ async def test_of_a_live_batch_only_what_the_replay_did_not_give_is_given(
         page = await history.changes_after(reader, room.slug, 0)
     [fresh] = await insert(conn, room, "fresh")
     await wait_until_async(lambda: sub.seq == fresh)  # buffered: [replayed, fresh]
-    batches = Feed(listener, sub, page, 0).batches()
+    batches = batches_of(Feed(listener, sub, page, 0))
     assert [f.seq for f in await next_batch(batches) or []] == [replayed]
     assert [f.seq for f in await next_batch(batches) or []] == [fresh]
     await insert(conn, room, "marker")
@@ -208,7 +215,7 @@ async def test_a_feed_that_fell_behind_catches_up_from_the_log_and_goes_live_aga
     written = await insert(conn, room, *(f"burst {n}" for n in range(5)))
     await wait_until_async(lambda: listener.stats["slow_drops"] == 1)
     assert listener.subscriber_count == 0  # dropped: nothing is buffered for it any more
-    batches = feed.batches()
+    batches = batches_of(feed)
     assert [frame.seq for frame in await take(batches, 5)] == written
     assert listener.subscriber_count == 1  # subscribed again
     [marker] = await insert(conn, room, "marker")
@@ -220,7 +227,7 @@ async def test_a_feed_ends_when_its_listener_stops(
     listener: Listener, conn: Connection, room: Room
 ) -> None:
     feed = await Feed.open(listener, room.slug, None)
-    batches = feed.batches()
+    batches = batches_of(feed)
     waiting = asyncio.ensure_future(next_batch(batches))
     await listener.stop()  # the server shuts down: the client resumes elsewhere
     with pytest.raises(StopAsyncIteration):
@@ -231,7 +238,7 @@ async def test_an_idle_feed_yields_none_for_a_keepalive(
     make_listener: Callable[..., Awaitable[Listener]], conn: Connection, room: Room
 ) -> None:
     listener = await make_listener(heartbeat_seconds=0.05)
-    batches = (await Feed.open(listener, room.slug, None)).batches()
+    batches = batches_of(await Feed.open(listener, room.slug, None))
     assert await next_batch(batches) is None
     await insert(conn, room, "after the keepalive")
     async with asyncio.timeout(DEADLINE):

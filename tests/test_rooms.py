@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Literal
 
 import pytest
-from django.contrib.auth.models import AbstractUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.utils import timezone
 
 from chat import rooms
@@ -31,11 +31,11 @@ PRIVATE_ROOM_IS_HIDDEN = pytest.mark.xfail(
 )
 
 Who = Literal["anonymous", "member", "outsider", "staff"]
-AnyUser = AbstractUser | AnonymousUser
+AnyUser = User | AnonymousUser
 
 
 class People:
-    def __init__(self, make_user: Callable[..., AbstractUser]) -> None:
+    def __init__(self, make_user: Callable[..., User]) -> None:
         self.member = make_user("member")
         self.outsider = make_user("outsider")
         self.staff = make_user("staff", staff=True)
@@ -47,7 +47,7 @@ class People:
 
 
 @pytest.fixture
-def people(make_user: Callable[..., AbstractUser]) -> People:
+def people(make_user: Callable[..., User]) -> People:
     return People(make_user)
 
 
@@ -69,7 +69,7 @@ def private(people: People) -> Room:
 
 
 @pytest.fixture
-def stranger(make_user: Callable[..., AbstractUser]) -> Room:
+def stranger(make_user: Callable[..., User]) -> Room:
     """Someone else's private room."""
     room = Room.objects.create(slug=unique("theirs"), is_private=True)
     room.members.add(make_user("stranger"))
@@ -202,7 +202,7 @@ def test_anonymous_posters_are_told_to_log_in(people: People, public: Room) -> N
 # -- editable_message ------------------------------------------------------------------------
 
 
-def post(room: Room, sender: AbstractUser | None, text: str = "hello") -> ChatMessage:
+def post(room: Room, sender: User | None, text: str = "hello") -> ChatMessage:
     """A message as the web posts it (``sender`` set), or as psql does (None)."""
     author = sender.username if sender is not None else "ops"
     return ChatMessage.objects.create(room=room, author=author, sender=sender, text=text)
