@@ -1,6 +1,8 @@
 # pgchat. Targets:
 #   make run     venv + pinned deps, database, migrate, serve on http://$(HOST):$(PORT)
 #   make test    the whole suite (lint included); set-up as for run
+#                FAST=1 skips the tests marked slow (soak, benchmark, repeated faults): for
+#                a quick local loop; CI (CI=true) runs them whatever FAST says
 #   make lint    ruff check + ruff format --check     make fmt   apply ruff's fixes
 #   make bench   the fan-out benchmark (table + one JSON line)
 #   make psql    psql on the project's database       make db    start the database only
@@ -44,8 +46,12 @@ run: migrate
 	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/$(METRICS_DIR) $(VENV)/bin/hypercorn config.asgi:application \
 		--bind $(HOST):$(PORT) --workers $(WORKERS) --access-logfile - --graceful-timeout 3
 
+# FAST=1 outside CI: -m "not slow". CI=true always runs everything.
+SKIP_SLOW := $(if $(FAST),$(if $(filter true,$(CI)),,-m "not slow"))
+
 test: lint db
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(if $(SKIP_SLOW),@echo "pgchat: FAST=1: skipping the tests marked slow (CI runs them)")
+	$(PY) -m pytest $(SKIP_SLOW) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -3,7 +3,6 @@ DATABASE_URL), a real hypercorn subprocess serving it, real SSE clients and real
 
 from __future__ import annotations
 
-import itertools
 import os
 import shutil
 import uuid
@@ -12,23 +11,17 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import AbstractUser, User
 from django.db import connection
 
 from bench.sse_client import SSEClient
+from chat import db
 from chat.models import Room
 from devtools.embedded_pg import EmbeddedPostgres
 
-from .servers import (
-    PROJECT_DIR,
-    Browserless,
-    Server,
-    database_url,
-    server_backends,
-    wait_for_server_backends_gone,
-)
+from .helpers import PASSWORD, SERVER_SESSIONS, sessions, terminate, unique
+from .servers import PROJECT_DIR, Browserless, Server, database_url, wait_for_server_backends_gone
 
-PASSWORD = "correct-horse-battery-staple"
 # Scratch clusters live inside the project, not /tmp: as root the server runs as the
 # service user, which must be able to reach them.
 SCRATCH = PROJECT_DIR / ".pgchat" / "test-clusters"
@@ -38,9 +31,6 @@ def pytest_configure(config: pytest.Config) -> None:
     # The default hasher takes ~0.5 s per hash by design; the suite creates many users.
     # Test servers get CHAT_FAST_PASSWORD_HASHER=1 (tests/servers.py), so both agree.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-_numbers = itertools.count(1)
 
 
 @pytest.fixture(scope="session")
@@ -64,11 +54,7 @@ def django_db_setup(
     with django_db_blocker.unblock():  # type: ignore[attr-defined]
         # Async tests reach the ORM through sync_to_async's worker thread, whose connection
         # only that thread could close; end every other session so DROP DATABASE works.
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
+        terminate(database_url())
         connection.close()
         teardown_databases(config, verbosity=0)
 
@@ -95,10 +81,6 @@ def _live_database(
     """
     with django_db_blocker.unblock():  # type: ignore[attr-defined]
         yield
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{os.getpid()}-{next(_numbers)}"
 
 
 @pytest.fixture(scope="session")
@@ -133,7 +115,7 @@ def make_server(db_url: str) -> Iterator[Callable[..., Server]]:
     started: list[tuple[Server, int]] = []
 
     def make(url: str | None = None, *, workers: int = 1, **env: str) -> Server:
-        before = server_backends(url or db_url)
+        before = len(sessions(url or db_url, SERVER_SESSIONS))
         server = Server(url or db_url, workers=workers, env=env).start()
         started.append((server, before))
         return server
@@ -145,19 +127,30 @@ def make_server(db_url: str) -> Iterator[Callable[..., Server]]:
 
 
 @pytest.fixture
+async def read_pool(db_url: str) -> AsyncIterator[None]:
+    """chat/db.py's read pool on the test database, for code under test in this process
+    (a server opens its own from settings; here settings name the development database)."""
+    pool = await db.open_pool(db_url)
+    assert pool.conninfo == db_url, "a pool from an earlier test was left open"
+    yield
+    await db.close_pool()
+
+
+@pytest.fixture
 def room() -> Room:
     """A fresh public room per test, so no test sees another's events."""
     return Room.objects.create(slug=unique("room"), title="Test")
 
 
 @pytest.fixture
-def make_user():  # type: ignore[no-untyped-def]
-    def make(prefix: str, *, staff: bool = False) -> AbstractUser:
+def make_user() -> Callable[..., User]:
+    def make(prefix: str, *, staff: bool = False) -> User:
         user = get_user_model().objects.create_user(unique(prefix), password=PASSWORD)
         if staff:
             user.is_staff = user.is_superuser = True
             user.save()
-        return user  # type: ignore[return-value]
+        assert isinstance(user, User)
+        return user
 
     return make
 
@@ -171,12 +164,12 @@ async def room_stream(server: Server, room: Room) -> AsyncIterator[SSEClient]:
 
 
 @pytest.fixture
-def alice_user(make_user) -> AbstractUser:  # type: ignore[no-untyped-def]
-    return make_user("alice")  # type: ignore[no-any-return]
+def alice_user(make_user: Callable[..., AbstractUser]) -> AbstractUser:
+    return make_user("alice")
 
 
 @pytest.fixture
 async def alice(server: Server, alice_user: AbstractUser) -> AsyncIterator[Browserless]:
     async with Browserless(server.url) as client:
-        await client.login(alice_user.username, PASSWORD)
+        await client.login(alice_user.username)
         yield client

@@ -1,4 +1,7 @@
-"""Real processes for the tests: a hypercorn server, psql, and logged-in HTTP clients."""
+"""Real processes for the tests: a hypercorn server, psql, and logged-in HTTP clients.
+
+Waiting, PostgreSQL's sessions and logging in are tests/helpers.py's.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,22 @@ import httpx
 from django.db import connection
 from psycopg.conninfo import make_conninfo
 
-from bench.sse_client import SSEClient
+from bench.sse_client import Event, SSEClient
 from devtools.embedded_pg import binaries_dir
+
+from .helpers import (
+    DEADLINE,
+    LISTENER,
+    PASSWORD,
+    SERVER_SESSIONS,
+    log_in,
+    sessions,
+    terminate,
+    wait_until,
+)
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 OUTPUT_DIR = PROJECT_DIR / "test-output"  # git-ignored: server logs, screenshots
-POLL_SECONDS = 0.05  # between checks of a condition that has a deadline
 
 
 def database_url(dbname: str | None = None) -> str:
@@ -38,7 +49,7 @@ def database_url(dbname: str | None = None) -> str:
         "port": str(s["PORT"]) if s["PORT"] else None,
         **{k: v for k, v in s["OPTIONS"].items() if isinstance(v, str | int)},
     }
-    return make_conninfo(**{k: v for k, v in params.items() if v is not None})
+    return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
 
 
 def free_port() -> int:
@@ -63,9 +74,9 @@ class Server:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> Server:
+    def start(self) -> Server:
         self.start_without_waiting()
-        self.wait_healthy(timeout)
+        self.wait_healthy()
         return self
 
     def start_without_waiting(self) -> None:
@@ -98,28 +109,57 @@ class Server:
 
     def health(self) -> tuple[int, dict[str, Any]]:
         try:
-            response = httpx.get(f"{self.url}/healthz", timeout=5)
+            response = httpx.get(f"{self.url}/healthz", timeout=DEADLINE)
             return response.status_code, response.json()
         except (httpx.HTTPError, ValueError):
             return 0, {}
 
-    def wait_healthy(self, timeout: float = 30.0) -> dict[str, Any]:
-        return self.wait_health(200, timeout)
+    def wait_healthy(self) -> dict[str, Any]:
+        return self.wait_health(200)
 
-    def wait_health(self, status: int, timeout: float = 30.0) -> dict[str, Any]:
+    def wait_health(self, status: int) -> dict[str, Any]:
         """Poll /healthz until it answers ``status`` (a server that is starting answers
-        nothing yet)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        nothing yet); its body."""
+
+        def answered() -> dict[str, Any] | None:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log_tail()}")
             code, body = self.health()
-            if code == status:
-                return body
-            time.sleep(POLL_SECONDS)  # polling with a deadline, not a fixed wait
-        raise TimeoutError(f"/healthz never answered {status}: {self.log_tail()}")
+            return body if code == status else None
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
+        try:
+            return wait_until(answered, what=f"/healthz answers {status}")
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\n{self.log_tail()}") from None
+
+    def metrics(self) -> dict[str, float]:
+        """/metrics parsed as Prometheus text (it raises if malformed): sample
+        ``name{label=value,...}`` -> value, every worker's added up."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        response = httpx.get(f"{self.url}/metrics", timeout=DEADLINE)
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/plain")
+        samples = {}
+        for family in text_string_to_metric_families(response.text):
+            for sample in family.samples:
+                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+        return samples
+
+    def room_subscribers(self, room: str) -> int:
+        """Open streams of one room, all workers: a count no other test's streams touch
+        (each test has rooms of its own), unlike /healthz's process-wide ``subscribers``."""
+        return int(self.metrics().get(f"pgchat_subscribers{{room={room}}}", 0))
+
+    async def health_async(self) -> tuple[int, dict[str, Any]]:
+        """``health()`` off the event loop (streams are being read meanwhile)."""
+        return await asyncio.to_thread(self.health)
+
+    async def wait_health_async(self, status: int) -> dict[str, Any]:
+        return await asyncio.to_thread(self.wait_health, status)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int | None:
         if self.process is None:
             return None
         if self.process.poll() is None:
@@ -130,10 +170,10 @@ class Server:
             else:
                 self.process.send_signal(sig)
             try:
-                self.process.wait(timeout)
+                self.process.wait(DEADLINE)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
+                self.process.wait(DEADLINE)
         code = self.process.returncode
         self.process = None
         return code
@@ -144,8 +184,11 @@ class Server:
         except OSError:
             return "(no log)"
 
-    async def stream(self, room: str, **kwargs: Any) -> SSEClient:
-        return await SSEClient.open(self.host, self.port, f"/rooms/{room}/events", **kwargs)
+    async def stream(self, room: str, query: str = "", **kwargs: Any) -> SSEClient:
+        """Open the room's event stream (``query``: e.g. "?last_event_id=7")."""
+        kwargs.setdefault("timeout", DEADLINE)  # a loaded machine answers slowly, not never
+        path = f"/rooms/{room}/events{query}"
+        return await SSEClient.open(self.host, self.port, path, **kwargs)
 
 
 def insert_sql(room: str, text: str, author: str = "ops") -> str:
@@ -185,7 +228,7 @@ class Browserless:
     """An httpx client that logs in like a browser: cookies, CSRF token, form post."""
 
     def __init__(self, base_url: str) -> None:
-        self.client = httpx.AsyncClient(base_url=base_url, timeout=10, follow_redirects=False)
+        self.client = httpx.AsyncClient(base_url=base_url, timeout=DEADLINE, follow_redirects=False)
 
     async def __aenter__(self) -> Browserless:
         return self
@@ -195,19 +238,10 @@ class Browserless:
 
     @property
     def csrf_token(self) -> str:
-        return self.client.cookies.get("csrftoken", "")
+        return self.client.cookies.get("csrftoken") or ""
 
-    async def login(self, username: str, password: str) -> None:
-        await self.client.get("/accounts/login/")
-        response = await self.client.post(
-            "/accounts/login/",
-            data={
-                "username": username,
-                "password": password,
-                "csrfmiddlewaretoken": self.csrf_token,
-            },
-        )
-        assert response.status_code == 302, f"login failed: {response.status_code}"
+    async def login(self, username: str, password: str = PASSWORD) -> None:
+        await log_in(self.client, username, password)
 
     async def get_token(self) -> str:
         """Visit a page once, as a browser would, so the CSRF cookie is set."""
@@ -231,52 +265,30 @@ async def admin_save_message(staff: Browserless, url: str, **fields: str) -> Non
     assert response.status_code == 302, response.text[:2000]  # saved: redirected to the list
 
 
-async def collect(client: SSEClient, count: int, timeout: float) -> list[Any]:
+async def collect(client: SSEClient, count: int, deadline: float = DEADLINE) -> list[Event]:
     """The next ``count`` events, within one deadline for all of them."""
-    events = []
-    async with asyncio.timeout(timeout):
+    events: list[Event] = []
+    async with asyncio.timeout(deadline):
         while len(events) < count:
             events.append(await client.next_event())
     return events
 
 
-def listen_backends(db_url: str, application_name: str = "pgchat-listener") -> list[Sequence[Any]]:
-    """Backends that are LISTENing for pgchat: one per server process, by design."""
-    import psycopg
-
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        return conn.execute(
-            "SELECT pid, datname, query FROM pg_stat_activity WHERE application_name = %s"
-            " AND backend_type = 'client backend' AND datname = current_database()",
-            (application_name,),
-        ).fetchall()
-
-
-def server_backends(db_url: str) -> int:
-    """How many sessions pgchat servers hold on the database (listeners + read pools)."""
-    return len(listen_backends(db_url)) + len(listen_backends(db_url, "pgchat-reader"))
-
-
-def wait_for_server_backends_gone(db_url: str, timeout: float = 15.0, *, leave: int = 0) -> None:
-    """Wait until a stopped server's sessions are gone (backends exit asynchronously),
+def wait_for_server_backends_gone(db_url: str, *, leave: int = 0) -> None:
+    """Wait until stopped servers' sessions are gone (backends exit asynchronously),
     leaving ``leave`` sessions of servers still running."""
     import psycopg
 
-    deadline = time.monotonic() + timeout
     try:
         psycopg.connect(db_url, connect_timeout=5).close()
     except psycopg.OperationalError:
         return  # the database itself is down: no session of anyone's is left
-    while server_backends(db_url) > leave:
-        if time.monotonic() > deadline:
-            with psycopg.connect(db_url, autocommit=True) as conn:
-                sessions = conn.execute(
-                    "SELECT pid, application_name, state, backend_start, query"
-                    " FROM pg_stat_activity WHERE application_name LIKE 'pgchat-%'"
-                    " AND datname = current_database()"
-                ).fetchall()
-            raise TimeoutError(f"the server's database sessions outlived it: {sessions}")
-        time.sleep(POLL_SECONDS)
+    try:
+        wait_until(lambda: len(sessions(db_url, SERVER_SESSIONS)) <= leave)
+    except TimeoutError:
+        raise TimeoutError(
+            f"the server's database sessions outlived it: {sessions(db_url, SERVER_SESSIONS)}"
+        ) from None
 
 
 async def logged_seqs(room: str) -> list[int]:
@@ -290,12 +302,4 @@ async def logged_seqs(room: str) -> list[int]:
 
 async def kill_listeners(db_url: str) -> int:
     """pg_terminate_backend() on every pgchat LISTEN connection to this test's database."""
-    import psycopg
-
-    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
-        cur = await conn.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE application_name = 'pgchat-listener' AND datname = current_database()"
-        )
-        row = await cur.fetchone()
-        return int(row[0]) if row else 0
+    return await asyncio.to_thread(terminate, db_url, LISTENER)

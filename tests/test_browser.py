@@ -11,8 +11,8 @@ ORM is reached as the project's other async tests do (``acreate``), and the suit
 fixtures (``room``, ``make_user``) run between tests, outside the loop. One Chromium serves
 the whole module (launching costs about a second); each test gets fresh browser contexts.
 
-Waits are Playwright's ``expect`` with a deadline, never sleeps: the machine is small and
-shared, so DEADLINE_MS is generous and a passing run is still fast.
+Waits are Playwright's ``expect`` with the suite's one deadline (tests/helpers.py), never
+sleeps: the machine is small and shared, so it is generous and a passing run is still fast.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from playwright.async_api import (
 
 from chat.models import ChatMessage, Room
 
-from .conftest import PASSWORD, unique
+from .helpers import DEADLINE, PASSWORD, session_cookies, unique
 from .servers import OUTPUT_DIR, Browserless, Server, insert_sql, psql
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; Playwright's download is not allowed
@@ -59,8 +59,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SKIP_REASON = "browser tests skipped: Debian's chromium is not installed (apt-get install chromium)"
-DEADLINE_MS = 15_000  # for anything to show up; typically it takes milliseconds
-DEADLINE_SECONDS = DEADLINE_MS / 1000
+DEADLINE_MS = DEADLINE * 1000  # Playwright counts in milliseconds
 DESKTOP: ViewportSize = {"width": 1280, "height": 800}
 PHONE: ViewportSize = {"width": 390, "height": 844}
 HISTORY_PAGE = 50  # messages the room page renders (chat/messages_api.py HISTORY_LIMIT_DEFAULT)
@@ -148,8 +147,11 @@ async def open_page(browser: Browser, server: Server) -> AsyncIterator[OpenPage]
         )
         contexts.append(context)
         context.set_default_timeout(DEADLINE_MS)
-        if user is not None:
-            await log_in(context, user.username)
+        if user is not None:  # logged in through the real form; the browser gets the cookies
+            cookies = await session_cookies(base_url or server.url, user.username)
+            await context.add_cookies(
+                [{"name": k, "value": v, "url": base_url or server.url} for k, v in cookies.items()]
+            )
         page = await context.new_page()
         page.on("pageerror", lambda exc: errors.append(f"{page.url}: {exc}"))
         return page
@@ -158,18 +160,6 @@ async def open_page(browser: Browser, server: Server) -> AsyncIterator[OpenPage]
     for context in contexts:
         await context.close()
     assert not errors, f"uncaught JavaScript errors: {errors}"
-
-
-async def log_in(context: BrowserContext, username: str) -> None:
-    """Log a context in through the real login form, without rendering it (fast)."""
-    await context.request.get("/accounts/login/")  # sets the CSRF cookie
-    token = next(c["value"] for c in await context.cookies() if c["name"] == "csrftoken")
-    response = await context.request.post(
-        "/accounts/login/",
-        form={"username": username, "password": PASSWORD, "csrfmiddlewaretoken": token},
-        max_redirects=0,
-    )
-    assert response.status == 302, f"login of {username} failed: {response.status}"
 
 
 # -- people and rooms ----------------------------------------------------------------------
@@ -374,7 +364,7 @@ async def test_markup_in_a_message_is_shown_as_text_and_never_runs(
                 document.body.append(script);
             })"""
         ),
-        DEADLINE_SECONDS,
+        DEADLINE,
     )
     assert violated == "script-src-elem"
     assert await page.evaluate("typeof window.__inline") == "undefined"
@@ -401,7 +391,7 @@ async def test_private_room_refuses_non_members_everywhere(
     async def statuses(username: str | None) -> list[tuple[int, Any]]:
         async with Browserless(server.url) as person:
             if username is not None:
-                await person.login(username, PASSWORD)
+                await person.login(username)
             results = []
             for url in urls:
                 async with person.client.stream("GET", url) as response:
@@ -476,7 +466,7 @@ async def test_message_committed_between_render_and_connect_shows_once(
     await page.route("**/events*", hold)
     try:
         await page.goto(f"/rooms/{room.slug}/")
-        await asyncio.wait_for(held.wait(), DEADLINE_SECONDS)
+        await asyncio.wait_for(held.wait(), DEADLINE)
         await expect(messages(page)).to_have_count(0)  # rendered before the insert
         await psql(db_url, insert_sql(room.slug, "in the gap"))
     finally:
@@ -682,29 +672,55 @@ async def test_room_new_sends_anonymous_users_to_log_in(open_page: OpenPage) -> 
     await page.wait_for_url("**/accounts/login/?next=/rooms/new/")
 
 
-@browser_test
-async def test_load_older_messages_pages_back_through_history(
-    open_page: OpenPage, room: Room, db_url: str
-) -> None:
-    """The page renders the latest 50; older ones come from ``?before=<id>``, in order,
-    without losing the reader's place, and the button goes away at the start."""
+async def older_history(room: Room, db_url: str) -> list[str]:
+    """A room with 12 messages more than its page shows; their texts, oldest first."""
     total = HISTORY_PAGE + 12
     await psql(
         db_url,
         "INSERT INTO chat_chatmessage (room_id, author, text) SELECT "
         f"'{room.slug}', 'ops', 'old ' || lpad(n::text, 3, '0') FROM generate_series(1, {total}) n",
     )
-    expected = [f"old {n:03}" for n in range(1, total + 1)]
+    return [f"old {n:03}" for n in range(1, total + 1)]
+
+
+@browser_test
+async def test_scrolling_up_pages_back_through_history(
+    open_page: OpenPage, room: Room, db_url: str
+) -> None:
+    """The page renders the latest 50; a reader scrolling up to the top gets the older ones
+    from ``?before=<id>``, in order, without losing their place, and the button that leads
+    there goes away at the start.
+
+    (Not a click on the button: reaching it scrolls the list to the top, which loads the
+    older messages by itself and then hides the button; a click raced that and lost.)"""
+    expected = await older_history(room, db_url)
     page = await open_page()
     await enter_room(page, room)
     await expect(texts(page)).to_have_text(expected[-HISTORY_PAGE:])
     older = page.get_by_role("button", name="Load older messages")
     await expect(older).to_be_visible()
     reading = message(page, expected[-HISTORY_PAGE])  # the oldest one shown so far
-    await older.click()
+    await older.scroll_into_view_if_needed()  # the reader scrolls to the top
     await expect(texts(page)).to_have_text(expected)
     await expect(older).to_be_hidden()
     await expect(reading).to_be_in_viewport()  # the view did not jump to the top
+
+
+@browser_test
+async def test_load_older_button_pages_back_when_the_list_does_not_scroll(
+    open_page: OpenPage, room: Room, db_url: str
+) -> None:
+    """On a screen tall enough for the whole page, no scroll can load more: the button does."""
+    expected = await older_history(room, db_url)
+    page = await open_page(viewport={"width": 1280, "height": 8000})
+    await enter_room(page, room)
+    await expect(texts(page)).to_have_text(expected[-HISTORY_PAGE:])
+    fits = "s => s.scrollHeight <= s.clientHeight"
+    assert await page.locator("#scroller").evaluate(fits), "the list scrolls: make it taller"
+    older = page.get_by_role("button", name="Load older messages")
+    await older.click()
+    await expect(texts(page)).to_have_text(expected)
+    await expect(older).to_be_hidden()
 
 
 # -- the availability rule itself --------------------------------------------------------------

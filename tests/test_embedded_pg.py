@@ -18,6 +18,7 @@ import pytest
 from devtools.embedded_pg import PORT_RANGE, SERVICE_USER, EmbeddedPostgres
 
 from .conftest import SCRATCH
+from .helpers import DEADLINE
 from .servers import (
     PROJECT_DIR,
     Server,
@@ -50,7 +51,7 @@ def postmaster_pid(pg: EmbeddedPostgres) -> int:
 
 def test_concurrent_first_starts_share_one_cluster(cluster: EmbeddedPostgres) -> None:
     starters = [start_in_subprocess(cluster.state_dir) for _ in range(4)]
-    outputs = [p.communicate(timeout=120) for p in starters]
+    outputs = [p.communicate(timeout=DEADLINE * 4) for p in starters]  # initdb, then start
     assert [p.returncode for p in starters] == [0, 0, 0, 0], outputs
     assert len({out.strip() for out, _ in outputs}) == 1  # one URL: one cluster, one port
     assert cluster.is_running()
@@ -126,7 +127,7 @@ def test_with_database_url_nothing_embedded_starts(cluster: EmbeddedPostgres) ->
         env={**os.environ, "DATABASE_URL": cluster.url(), "CHAT_EMBEDDED_PG_DIR": str(untouched)},
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=DEADLINE * 4,  # a whole process: start, connect, migrate every app
     )
     assert result.returncode == 0, result.stderr
     assert not untouched.exists()
@@ -141,7 +142,7 @@ async def test_full_path_on_a_separately_started_server(cluster: EmbeddedPostgre
         cwd=PROJECT_DIR,
         env={**os.environ, "DATABASE_URL": url},
         check=True,
-        timeout=120,
+        timeout=DEADLINE * 4,  # a whole process: start, connect, migrate every app
     )
     server = await asyncio.to_thread(Server(url).start)
     try:
@@ -150,7 +151,7 @@ async def test_full_path_on_a_separately_started_server(cluster: EmbeddedPostgre
             url,
             insert_sql("lobby", "other db"),
         )
-        [event] = await collect(stream, 1, timeout=10)
+        [event] = await collect(stream, 1)
         assert event.json()["text"] == "other db"
         await stream.aclose()
     finally:
@@ -169,7 +170,7 @@ def test_dbshell_works_with_the_wheels_psql_when_the_machine_has_none(
         env={**os.environ, "PATH": str(tmp_path), "DATABASE_URL": db_url},
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=DEADLINE * 2,  # a whole process: start Django, run psql
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "42"
@@ -182,7 +183,7 @@ def test_make_psql_opens_the_projects_database() -> None:
         input="SELECT 'on ' || current_database();\n",  # not migrated in a fresh clone
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=DEADLINE * 4,  # make: its checks, start the database, psql
         env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
     )
     assert result.returncode == 0, result.stderr

@@ -17,29 +17,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from bench.sse_client import SSEClient
 from chat.models import Room
 from devtools.embedded_pg import EmbeddedPostgres
 
-from .conftest import unique
-from .servers import (
-    PROJECT_DIR,
-    Server,
-    collect,
-    insert_sql,
-    kill_listeners,
-    listen_backends,
-    logged_seqs,
-    psql,
-)
+from .helpers import DEADLINE, SERVER_SESSIONS, sessions, unique, wait_until_async
+from .servers import PROJECT_DIR, Server, collect, insert_sql, kill_listeners, logged_seqs, psql
 
-DEADLINE = 15.0
-POLL_SECONDS = 0.05
 SOAK_SECONDS = 20  # how long the soak writes, reconnects and kills; bounded by design
-
-
-async def wait_health(server: Server, status: int) -> dict:
-    return await asyncio.to_thread(server.wait_health, status, DEADLINE)
 
 
 async def test_listener_killed_while_writers_insert_loses_nothing(
@@ -63,13 +47,16 @@ async def test_listener_killed_while_writers_insert_loses_nothing(
         await asyncio.sleep(random.uniform(0.02, 0.1))
     await writers
     assert kills >= 1
+    logged = await logged_seqs(room.slug)
     for stream in streams:
-        events = await collect(stream, 120, DEADLINE)
-        assert [e.cursor for e in events] == await logged_seqs(room.slug)  # all, once, in order
-        with pytest.raises(TimeoutError):
-            await stream.next_event(0.2)
-    assert server.health()[1]["counters"]["reconnects"] >= 1
-    assert len(listen_backends(db_url)) >= 1
+        events = await collect(stream, 120)
+        assert [e.cursor for e in events] == logged  # all, once, in order
+    await psql(db_url, insert_sql(room.slug, "marker"))  # a late repeat would come before it
+    for stream in streams:
+        [marker] = await collect(stream, 1)
+        assert marker.json()["text"] == "marker"
+    body = await server.wait_health_async(200)  # listening again
+    assert body["counters"]["reconnects"] >= 1
     await asyncio.gather(*(s.aclose() for s in streams))
 
 
@@ -78,13 +65,14 @@ async def test_healthz_is_503_while_the_listener_is_down_and_200_after(
 ) -> None:
     server = make_server(CHAT_LISTENER_BACKOFF="3")  # a window long enough to observe
     await kill_listeners(db_url)
-    body = await wait_health(server, 503)
+    body = await server.wait_health_async(503)
     assert body["listener_connected"] is False
     assert body["database"] is True
-    body = await wait_health(server, 200)
+    body = await server.wait_health_async(200)
     assert body["listener_connected"] is True
 
 
+@pytest.mark.slow  # ten reconnects, each waited out
 async def test_healthz_status_agrees_with_its_body_while_the_listener_flaps(
     make_server: Callable[..., Server], db_url: str
 ) -> None:
@@ -100,11 +88,11 @@ async def test_healthz_status_agrees_with_its_body_while_the_listener_flaps(
 
     for _ in range(10):
         await kill_listeners(db_url)
-        await wait_health(server, 503)
+        await server.wait_health_async(503)
         reconnected.clear()
         pollers = [asyncio.create_task(asyncio.to_thread(poll)) for _ in range(4)]
         try:
-            await wait_health(server, 200)
+            await server.wait_health_async(200)
         finally:
             reconnected.set()  # the pollers end even if the wait failed
             await asyncio.gather(*pollers)
@@ -123,7 +111,7 @@ def restartable(scratch_cluster: EmbeddedPostgres) -> EmbeddedPostgres:
         cwd=PROJECT_DIR,
         env={**os.environ, "DATABASE_URL": scratch_cluster.url()},
         check=True,
-        timeout=120,
+        timeout=DEADLINE * 4,  # a whole process: start, connect, migrate every app
     )
     return scratch_cluster
 
@@ -138,30 +126,30 @@ async def test_postgres_restart_mid_stream_loses_nothing(
     stream = await server.stream(slug, last_event_id=0)
     for i in range(3):
         await psql(url, insert_sql(slug, f"before {i}"))
-    before = await collect(stream, 3, DEADLINE)
+    before = await collect(stream, 3)
     assert [e.json()["text"] for e in before] == ["before 0", "before 1", "before 2"]
 
     await asyncio.to_thread(restartable.stop)
-    body = await wait_health(server, 503)
+    body = await server.wait_health_async(503)
     assert body["listener_connected"] is False
     await asyncio.to_thread(restartable.ensure_running)
     for i in range(3):  # likely before the listener is back: only the table has these
         await psql(url, insert_sql(slug, f"during {i}"))
-    await wait_health(server, 200)
+    await server.wait_health_async(200)
     for i in range(3):
         await psql(url, insert_sql(slug, f"after {i}"))
+    await psql(url, insert_sql(slug, "marker"))
 
-    events = await collect(stream, 6, DEADLINE)  # the same connection: it stayed open
+    events = await collect(stream, 7)  # the same connection: it stayed open
     with psycopg.connect(url, autocommit=True) as conn:
         log = conn.execute(
             "SELECT seq FROM chat_messagechange WHERE room_id = %s ORDER BY seq", (slug,)
         ).fetchall()
     assert [e.cursor for e in before + events] == [seq for (seq,) in log]
     assert [e.json()["text"] for e in events] == [
-        "during 0", "during 1", "during 2", "after 0", "after 1", "after 2",
+        "during 0", "during 1", "during 2", "after 0", "after 1", "after 2", "marker",
     ]  # fmt: skip
-    with pytest.raises(TimeoutError):
-        await stream.next_event(0.3)
+    # (Nothing repeated either: a repeat would have come before the marker.)
     await stream.aclose()
 
 
@@ -169,9 +157,7 @@ async def test_slow_subscriber_is_dropped_then_catches_up_without_slowing_others
     make_server: Callable[..., Server], room: Room, db_url: str
 ) -> None:
     server = make_server(CHAT_SUBSCRIBER_QUEUE_SIZE="8")
-    stuck = await SSEClient.open(
-        server.host, server.port, f"/rooms/{room.slug}/events", receive_buffer=4096
-    )  # never reads from here on
+    stuck = await server.stream(room.slug, receive_buffer=4096)  # no read from here on
     fast = await server.stream(room.slug)
     count = 60
     big = "€" * 4000  # 12 kB frames fill the stuck client's socket quickly
@@ -180,19 +166,21 @@ async def test_slow_subscriber_is_dropped_then_catches_up_without_slowing_others
         "INSERT INTO chat_chatmessage (room_id, author, text)"
         f" SELECT '{room.slug}', 'bulk', g || '{big[:-4]}' FROM generate_series(1, {count}) g",
     )
-    committed_at = time.time()
-    events = await collect(fast, count, DEADLINE)
+    # The stuck client has read nothing yet: the fast one getting every event now proves
+    # the stuck one holds nobody back. (How fast is `make bench`'s to say.)
+    events = await collect(fast, count)
     logged = await logged_seqs(room.slug)
     assert [e.cursor for e in events] == logged
-    assert events[-1].received_at - committed_at < 5.0  # not held back by the stuck one
-    async with asyncio.timeout(DEADLINE):
-        while server.health()[1]["counters"].get("slow_drops", 0) < 1:
-            await asyncio.sleep(POLL_SECONDS)
+
+    async def dropped() -> bool:
+        return bool((await server.health_async())[1]["counters"].get("slow_drops", 0) >= 1)
+
+    await wait_until_async(dropped)
 
     # The stuck client reads again: its stream, never closed, catches up from the table.
-    caught_up = await collect(stuck, count, DEADLINE)
+    caught_up = await collect(stuck, count)
     assert [e.cursor for e in caught_up] == logged
-    assert server.health()[1]["subscribers"] == 2  # both live again
+    assert (await server.health_async())[1]["subscribers"] == 2  # both live (its own server)
     await asyncio.gather(fast.aclose(), stuck.aclose())
 
 
@@ -203,19 +191,16 @@ async def test_sigterm_ends_streams_and_leaks_nothing(
     restartable.ensure_running()
     server = make_server(url)
     streams = await asyncio.gather(*(server.stream("lobby") for _ in range(10)))
-    assert server.health()[1]["subscribers"] == 10
-    started = time.monotonic()
+    assert (await server.health_async())[1]["subscribers"] == 10
     assert server.process is not None
     server.process.send_signal(signal.SIGTERM)
     for stream in streams:
         with pytest.raises(EOFError):  # ended: EventSource would reconnect elsewhere
             await stream.next_event(DEADLINE)
-    assert time.monotonic() - started < 3 + 3  # graceful_timeout, plus slack
     assert await asyncio.to_thread(server.process.wait, DEADLINE) == 0
     assert "listener stopped" in server.log_tail()  # the lifespan shutdown ran
-    async with asyncio.timeout(DEADLINE):  # backends exit right after their clients
-        while listen_backends(url) or listen_backends(url, "pgchat-reader"):
-            await asyncio.sleep(POLL_SECONDS)
+    # Backends exit right after their clients.
+    await wait_until_async(lambda: not sessions(url, SERVER_SESSIONS))
 
 
 @dataclass
@@ -273,6 +258,8 @@ async def test_soak_writers_reconnecting_subscribers_and_listener_kills(
         while not (final.done() and last >= final.result()):
             client = await server.stream(room.slug, last_event_id=last)
             sub.connections += 1
+            # The workload, not a check: each connection lasts a random while, then the
+            # subscriber reconnects from its cursor as a browser would.
             session_ends = time.monotonic() + rng.uniform(0.2, 3.0)
             try:
                 while time.monotonic() < session_ends:
@@ -300,7 +287,7 @@ async def test_soak_writers_reconnecting_subscribers_and_listener_kills(
             (room.slug,),
         ).fetchall()
     final.set_result(log[-1][0])
-    async with asyncio.timeout(45):
+    async with asyncio.timeout(DEADLINE):
         await asyncio.gather(*readers)
 
     expected = [(seq, f"message.{op}", message_id) for seq, op, message_id in log]

@@ -3,6 +3,7 @@ a refused write writes nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 
 from chat.models import ChatMessage, Room
 
-from .conftest import PASSWORD, unique
+from .helpers import DEADLINE, PASSWORD, session_cookies, unique
 from .servers import Server
 
 FUZZ = settings(
@@ -40,14 +41,9 @@ def fuzz_room(server: Server) -> Room:
 def logged_in(server: Server) -> Iterator[httpx.Client]:
     name = unique("fuzzer")
     get_user_model().objects.create_user(name, password=PASSWORD)
-    with httpx.Client(base_url=server.url, timeout=30) as client:
-        client.get("/accounts/login/")
-        token = client.cookies["csrftoken"]
-        client.post(
-            "/accounts/login/",
-            data={"username": name, "password": PASSWORD, "csrfmiddlewaretoken": token},
-        )
-        client.headers["X-CSRFToken"] = client.cookies["csrftoken"]
+    cookies = asyncio.run(session_cookies(server.url, name))  # a sync fixture: no loop runs
+    with httpx.Client(base_url=server.url, timeout=DEADLINE, cookies=cookies) as client:
+        client.headers["X-CSRFToken"] = cookies["csrftoken"]
         yield client
 
 
@@ -144,7 +140,7 @@ def test_stream_any_last_event_id(server: Server, fuzz_room: Room, value: bytes)
         f"GET /rooms/{fuzz_room.slug}/events HTTP/1.1\r\nHost: {server.host}\r\n".encode()
         + b"Last-Event-ID: " + value + b"\r\nConnection: close\r\n\r\n"
     )  # fmt: skip
-    with socket.create_connection((server.host, server.port), timeout=10) as sock:
+    with socket.create_connection((server.host, server.port), timeout=DEADLINE) as sock:
         sock.sendall(request)
         head = sock.recv(65536)
     status = int(head.split(b" ", 2)[1])

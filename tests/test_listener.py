@@ -15,6 +15,8 @@ from chat.sse import KEEPALIVE, RETRY, Frame
 from chat.stream import _frames
 from chat.subscription import Subscription
 
+from .helpers import DEADLINE, wait_until_async
+
 
 def test_backoff_grows_exponentially_to_its_cap_with_jitter() -> None:
     backoff = Backoff(0.5)
@@ -51,9 +53,9 @@ async def test_subscription_ignores_what_it_was_already_given() -> None:
 async def test_subscription_wakes_a_waiting_reader() -> None:
     sub = Subscription("r", 0, limit=10)
     reader = asyncio.create_task(sub.next_frames())
-    await asyncio.sleep(0)  # let it wait
+    await asyncio.sleep(0)  # one turn of the loop: the reader runs until it waits
     sub.offer(frame(1))
-    async with asyncio.timeout(1):
+    async with asyncio.timeout(DEADLINE):
         assert [f.seq for f in await reader or []] == [1]
 
 
@@ -75,9 +77,9 @@ def test_subscription_limit_must_be_positive() -> None:
 async def test_heartbeat_wakes_an_idle_reader_with_an_empty_batch() -> None:
     sub = Subscription("r", 0, limit=10)
     reader = asyncio.create_task(sub.next_frames())
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one turn of the loop: the reader runs until it waits
     sub.heartbeat()  # nothing heard since the last tick
-    async with asyncio.timeout(1):
+    async with asyncio.timeout(DEADLINE):
         assert await reader == []  # the view sends a keepalive
 
 
@@ -87,10 +89,10 @@ async def test_heartbeat_leaves_a_busy_reader_alone() -> None:
     sub.heartbeat()  # it heard something this interval: no keepalive due
     assert [f.seq for f in await sub.next_frames() or []] == [1]
     reader = asyncio.create_task(sub.next_frames())
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one turn: the reader waits (a keepalive would end it)
     assert not reader.done()
     sub.heartbeat()  # a whole interval of quiet now
-    async with asyncio.timeout(1):
+    async with asyncio.timeout(DEADLINE):
         assert await reader == []
 
 
@@ -114,21 +116,17 @@ async def test_stream_writes_live_frames_straight_to_the_servers_send() -> None:
     assert await anext(body) == RETRY  # Django sends this one, after the headers
     rest = asyncio.ensure_future(anext(body))
     sub.offer(frame(1))
-    async with asyncio.timeout(2):
-        while len(sent) < 1:
-            await asyncio.sleep(0)
+    await wait_until_async(lambda: len(sent) >= 1)
     sub.offer(frame(2))
     sub.offer(frame(3))
-    async with asyncio.timeout(2):
-        while len(sent) < 2:
-            await asyncio.sleep(0)
+    await wait_until_async(lambda: len(sent) >= 2)
     assert sent == [
         {"type": "http.response.body", "body": b"id: 1\n\n", "more_body": True},
         {"type": "http.response.body", "body": b"id: 2\n\nid: 3\n\n", "more_body": True},
     ]
     listener.unsubscribe(sub)  # as at shutdown: the body ends, Django sends the last part
     with pytest.raises(StopAsyncIteration):
-        async with asyncio.timeout(2):
+        async with asyncio.timeout(DEADLINE):
             await rest
     assert listener.subscriber_count == 0
 
@@ -139,7 +137,7 @@ async def test_stream_without_the_servers_send_yields_every_part_to_django() -> 
     assert await anext(body) == RETRY
     sub.offer(frame(1))
     sub.offer(frame(2))
-    async with asyncio.timeout(2):
+    async with asyncio.timeout(DEADLINE):
         assert await anext(body) == b"id: 1\n\nid: 2\n\n"
         sub.heartbeat()  # frames came since the last tick: not idle yet
         sub.heartbeat()  # nothing since: idle

@@ -12,7 +12,7 @@ from django.db import connection
 from chat.events import MESSAGE_FIELDS, Bell
 from chat.models import ChatMessage, MessageChange, Room
 
-from .conftest import unique
+from .helpers import DEADLINE, unique
 from .servers import insert_sql, psql_argv
 
 
@@ -153,7 +153,7 @@ def test_concurrent_writers_get_unique_cursors(room: Room, db_url: str) -> None:
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(60)
+        thread.join(DEADLINE)
     assert errors == []
     seqs = list(MessageChange.objects.filter(room=room).values_list("seq", flat=True))
     assert len(seqs) == len(set(seqs)) == 200

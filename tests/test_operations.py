@@ -10,75 +10,60 @@ import sys
 from collections.abc import Callable
 
 import httpx
-import psycopg
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
+from bench.sse_client import SSEClient
 from chat.models import ChatMessage, MessageChange, Room
 
-from .servers import (
-    PROJECT_DIR,
-    Server,
-    collect,
-    insert_sql,
-    kill_listeners,
-    listen_backends,
-    logged_seqs,
-    psql,
-)
-
-DEADLINE = 15.0
-
-
-def scrape(server: Server) -> dict[str, float]:
-    """/metrics parsed as Prometheus text: sample name{labels} -> value."""
-    response = httpx.get(f"{server.url}/metrics", timeout=5)
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain")
-    samples = {}
-    for family in text_string_to_metric_families(response.text):  # raises if malformed
-        for sample in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-    return samples
+from .helpers import DEADLINE, LISTENER, sessions, wait_until_async
+from .servers import PROJECT_DIR, Server, collect, insert_sql, kill_listeners, logged_seqs, psql
 
 
 async def test_two_workers_each_listen_once_and_deliver_every_event_once(
     make_server: Callable[..., Server], room: Room, db_url: str
 ) -> None:
-    before = len(listen_backends(db_url))
+    before = {session.pid for session in sessions(db_url, LISTENER)}
     server = make_server(workers=2)
-    async with asyncio.timeout(DEADLINE):  # both workers' listeners come up
-        while len(listen_backends(db_url)) < before + 2:
-            await asyncio.sleep(0.05)
+
+    def new_listeners() -> int:
+        return len({s.pid for s in sessions(db_url, LISTENER)} - before)
+
+    await wait_until_async(lambda: new_listeners() >= 2)  # both workers' listeners are up
     # hypercorn's workers accept on one shared socket, so which worker takes a connection
     # is the kernel's choice: open streams one by one until both workers hold some.
-    streams, seen = [], {}
-    async with asyncio.timeout(DEADLINE * 2):
-        while len(streams) < 40 or len(seen) < 2 or 0 in seen.values():
-            streams.append(await server.stream(room.slug))
-            body = server.health()[1]
-            seen[body["worker"]] = body["subscribers"]
-    async with asyncio.timeout(DEADLINE):  # refresh both workers' counts
-        while sum(seen.values()) != len(streams):
-            body = server.health()[1]
-            seen[body["worker"]] = body["subscribers"]
-    assert sum(seen.values()) == len(streams)
+    streams: list[SSEClient] = []
+    seen: dict[int, int] = {}  # worker pid -> its subscribers, as last reported
+
+    async def one_more_stream() -> bool:
+        streams.append(await server.stream(room.slug))
+        body = (await server.health_async())[1]
+        seen[body["worker"]] = body["subscribers"]
+        return len(streams) >= 40 and len(seen) == 2 and 0 not in seen.values()
+
+    await wait_until_async(one_more_stream)
+
+    async def both_counts_fresh() -> bool:
+        body = (await server.health_async())[1]
+        seen[body["worker"]] = body["subscribers"]
+        return sum(seen.values()) == len(streams)
+
+    await wait_until_async(both_counts_fresh)
     assert all(count > 0 for count in seen.values())  # subscribers on both workers
-    assert len(listen_backends(db_url)) == before + 2  # exactly one LISTEN per worker
+    assert new_listeners() == 2  # exactly one LISTEN per worker
 
     for i in range(5):
         await psql(db_url, insert_sql(room.slug, f"m{i}"))
+    await psql(db_url, insert_sql(room.slug, "marker"))
     logged = await logged_seqs(room.slug)
     for stream in streams:
-        events = await collect(stream, 5, DEADLINE)
-        assert [e.cursor for e in events] == logged  # every event, on both workers
-        with pytest.raises(TimeoutError):  # and nothing twice
-            await stream.next_event(0.05)
-    metrics = scrape(server)  # any worker answers for both
+        events = await collect(stream, 6)
+        # Every event, on both workers, and nothing twice: a second copy of any would
+        # have come before the marker.
+        assert [e.cursor for e in events] == logged
+    metrics = await asyncio.to_thread(server.metrics)  # any worker answers for both
     assert metrics[f"pgchat_subscribers{{room={room.slug}}}"] == len(streams)
     assert metrics["pgchat_listener_connected"] == 2
-    assert metrics["pgchat_frames_sent_total"] >= 5 * len(streams)
+    assert metrics["pgchat_frames_sent_total"] >= 6 * len(streams)
     await asyncio.gather(*(s.aclose() for s in streams))
 
 
@@ -87,10 +72,10 @@ async def test_metrics_move_when_events_flow(
 ) -> None:
     server = make_server()
     stream = await server.stream(room.slug)
-    before = scrape(server)
+    before = await asyncio.to_thread(server.metrics)
     await psql(db_url, insert_sql(room.slug, "counted"))
-    await collect(stream, 1, DEADLINE)
-    after = scrape(server)
+    await collect(stream, 1)
+    after = await asyncio.to_thread(server.metrics)
     assert after["pgchat_events_relayed_total"] == before["pgchat_events_relayed_total"] + 1
     assert after["pgchat_frames_sent_total"] == before["pgchat_frames_sent_total"] + 1
     assert (
@@ -100,21 +85,19 @@ async def test_metrics_move_when_events_flow(
     assert after[f"pgchat_subscribers{{room={room.slug}}}"] == 1
     assert 0 <= after["pgchat_notification_queue_usage"] < 1
     await stream.aclose()
-    async with asyncio.timeout(DEADLINE):
-        while scrape(server).get(f"pgchat_subscribers{{room={room.slug}}}", 0) != 0:
-            await asyncio.sleep(0.05)
+    await wait_until_async(lambda: server.room_subscribers(room.slug) == 0)
 
 
 async def test_healthz_reports_listener_reconnect_in_metrics_and_health(
     make_server: Callable[..., Server], db_url: str
 ) -> None:
     server = make_server(CHAT_LISTENER_BACKOFF="2")
-    reconnects = scrape(server)["pgchat_listener_reconnects_total"]
+    reconnects = server.metrics()["pgchat_listener_reconnects_total"]
     await kill_listeners(db_url)
-    assert (await asyncio.to_thread(server.wait_health, 503, DEADLINE))["status"] == "unavailable"
-    body = await asyncio.to_thread(server.wait_health, 200, DEADLINE)
+    assert (await server.wait_health_async(503))["status"] == "unavailable"
+    body = await server.wait_health_async(200)
     assert body["listener_connected"] is True
-    assert scrape(server)["pgchat_listener_reconnects_total"] >= reconnects + 1
+    assert server.metrics()["pgchat_listener_reconnects_total"] >= reconnects + 1
 
 
 def manage(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -124,7 +107,7 @@ def manage(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
         env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=DEADLINE * 2,  # a whole process: start Django, connect, run
     )
 
 
@@ -185,16 +168,17 @@ def test_cli_rooms_lists_rooms_with_counts(room: Room, db_url: str) -> None:
     assert line.split()[1] == "1"  # messages
 
 
+@pytest.mark.slow  # waits out the server's 10 s start-up wait for its listener
 async def test_listener_uses_its_own_dsn_and_the_rest_uses_database_url(db_url: str) -> None:
     """Behind a transaction-pooling PgBouncer, LISTEN must go to a session-mode DSN. Point
     the listener's DSN at nothing: the listener is down while ordinary queries still work."""
     server = Server(db_url, env={"CHAT_LISTEN_DATABASE_URL": "postgresql://127.0.0.1:1/none"})
     await asyncio.to_thread(server.start_without_waiting)
     try:
-        body = await asyncio.to_thread(server.wait_health, 503, DEADLINE)
+        body = await server.wait_health_async(503)
         assert body["database"] is True  # DATABASE_URL: fine
         assert body["listener_connected"] is False  # CHAT_LISTEN_DATABASE_URL: unreachable
-        response = httpx.get(f"{server.url}/rooms/", timeout=5)
+        response = httpx.get(f"{server.url}/rooms/", timeout=DEADLINE)
         assert response.status_code == 200  # the web works without the listener
     finally:
         server.stop()
@@ -208,24 +192,18 @@ async def test_open_streams_hold_no_thread_and_no_database_connection(
     import psutil
 
     server = make_server()
-    worker = psutil.Process(server.health()[1]["worker"])
+    worker = psutil.Process((await server.health_async())[1]["worker"])
     threads_before = worker.num_threads()
     streams = await asyncio.gather(*(server.stream(room.slug) for _ in range(100)))
-    sessions_at_100 = await asyncio.to_thread(_sessions, db_url)
+    at_100 = {session.pid for session in await asyncio.to_thread(sessions, db_url)}
     streams += await asyncio.gather(*(server.stream(room.slug) for _ in range(100)))
-    assert server.health()[1]["subscribers"] == 200
+    assert (await server.health_async())[1]["subscribers"] == 200  # its own server
     assert worker.num_threads() < threads_before + 10  # not one per stream
     # The pools may have grown to their sizes opening the first 100; the next 100 hold none.
-    assert await asyncio.to_thread(_sessions, db_url) <= sessions_at_100
+    # (Sessions that ended meanwhile, a previous test's server's, don't matter.)
+    opened = {session.pid for session in await asyncio.to_thread(sessions, db_url)} - at_100
+    assert opened == set()
     await asyncio.gather(*(s.aclose() for s in streams))
-
-
-def _sessions(db_url: str) -> int:
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-        ).fetchone()
-    return int(row[0]) if row else 0
 
 
 def test_cli_tail_never_prints_terminal_escape_sequences() -> None:

@@ -9,12 +9,11 @@ import httpx
 import psycopg
 import pytest
 
-from bench.sse_client import SSEClient, SSEError
+from bench.sse_client import SSEError
 from chat.models import ChatMessage, Room
 
+from .helpers import DEADLINE, wait_until_async
 from .servers import Server, collect, insert_sql, logged_seqs, psql
-
-DEADLINE = 10.0
 
 
 async def test_reconnect_with_last_event_id_gets_exactly_what_was_missed(
@@ -22,7 +21,7 @@ async def test_reconnect_with_last_event_id_gets_exactly_what_was_missed(
 ) -> None:
     first = await server.stream(room.slug)
     kept = await ChatMessage.objects.acreate(room=room, author="ada", text="seen")
-    [seen] = await collect(first, 1, DEADLINE)
+    [seen] = await collect(first, 1)
     await first.aclose()  # Wi-Fi blinks
 
     edited = await ChatMessage.objects.acreate(room=room, author="ada", text="to edit")
@@ -31,7 +30,7 @@ async def test_reconnect_with_last_event_id_gets_exactly_what_was_missed(
     await psql(db_url, f"DELETE FROM chat_chatmessage WHERE id = {kept.pk}")
 
     again = await server.stream(room.slug, last_event_id=seen.id)
-    missed = await collect(again, 4, DEADLINE)
+    missed = await collect(again, 4)
     logged = await logged_seqs(room.slug)
     assert [(e.cursor, e.name) for e in missed] == [
         (logged[1], "message.created"),
@@ -43,10 +42,11 @@ async def test_reconnect_with_last_event_id_gets_exactly_what_was_missed(
     assert missed[3].json()["id"] == kept.pk, missed[3].data
     # ...then the live stream, with nothing repeated at the seam.
     live = await ChatMessage.objects.acreate(room=room, author="ada", text="live")
-    [after] = await collect(again, 1, DEADLINE)
+    [after] = await collect(again, 1)
     assert (after.cursor, after.json()["id"]) == ((await logged_seqs(room.slug))[5], live.pk)
-    with pytest.raises(TimeoutError):
-        await again.next_event(0.5)
+    marker = await ChatMessage.objects.acreate(room=room, author="ada", text="marker")
+    [last] = await collect(again, 1)  # a repeat of anything would come before it
+    assert last.json()["id"] == marker.pk
     await again.aclose()
 
 
@@ -54,10 +54,8 @@ async def test_query_parameter_resumes_like_the_header(server: Server, room: Roo
     for text in ("one", "two", "three"):
         await ChatMessage.objects.acreate(room=room, author="ada", text=text)
     first, _, _ = await logged_seqs(room.slug)
-    stream = await SSEClient.open(
-        server.host, server.port, f"/rooms/{room.slug}/events?last_event_id={first}"
-    )
-    events = await collect(stream, 2, DEADLINE)
+    stream = await server.stream(room.slug, query=f"?last_event_id={first}")
+    events = await collect(stream, 2)
     assert [e.json()["text"] for e in events] == ["two", "three"]
     await stream.aclose()
 
@@ -67,13 +65,8 @@ async def test_header_wins_over_query_parameter(server: Server, room: Room) -> N
     for text in ("one", "two", "three"):
         await ChatMessage.objects.acreate(room=room, author="ada", text=text)
     _, second, _ = await logged_seqs(room.slug)
-    stream = await SSEClient.open(
-        server.host,
-        server.port,
-        f"/rooms/{room.slug}/events?last_event_id=0",
-        last_event_id=second,
-    )
-    [event] = await collect(stream, 1, DEADLINE)
+    stream = await server.stream(room.slug, query="?last_event_id=0", last_event_id=second)
+    [event] = await collect(stream, 1)
     assert event.json()["text"] == "three"
     await stream.aclose()
 
@@ -82,7 +75,7 @@ async def test_stream_without_cursor_starts_from_now(server: Server, room: Room)
     await ChatMessage.objects.acreate(room=room, author="ada", text="old news")
     stream = await server.stream(room.slug)
     fresh = await ChatMessage.objects.acreate(room=room, author="ada", text="new")
-    [event] = await collect(stream, 1, DEADLINE)
+    [event] = await collect(stream, 1)
     assert event.json()["id"] == fresh.pk
     await stream.aclose()
 
@@ -117,29 +110,28 @@ async def test_transaction_committing_late_is_never_owed_below_a_seen_cursor(
         b_task = asyncio.create_task(psql(db_url, insert_sql(room.slug, "B")))
         # B is waiting on A's advisory lock: it has no cursor and nothing was sent.
         async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as watch:
-            async with asyncio.timeout(DEADLINE):
-                while True:
-                    cur = await watch.execute(
-                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-                        " AND NOT granted AND database = (SELECT oid FROM pg_database"
-                        " WHERE datname = current_database())"
-                    )
-                    row = await cur.fetchone()
-                    if row and row[0] >= 1:
-                        break
-                    await asyncio.sleep(0.02)
+
+            async def b_waits() -> bool:
+                cur = await watch.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                    " AND NOT granted AND database = (SELECT oid FROM pg_database"
+                    " WHERE datname = current_database())"
+                )
+                row = await cur.fetchone()
+                return bool(row and row[0] >= 1)
+
+            await wait_until_async(b_waits)
         assert not b_task.done()
-        with pytest.raises(TimeoutError):
-            await stream.next_event(0.3)
         await a_conn.commit()
     await b_task
-    events = await collect(stream, 2, DEADLINE)
+    # Had B been sent while it waited, it would come first: A is first, so nothing was.
+    events = await collect(stream, 2)
     assert [e.json()["text"] for e in events] == ["A", "B"]
     a_seq, b_seq = await logged_seqs(room.slug)
     assert [e.cursor for e in events] == [a_seq, b_seq]  # A committed first: lower cursor
     # A client that saw B is owed nothing: A's cursor is already below B's.
     resumed = await server.stream(room.slug, last_event_id=a_seq)
-    [only] = await collect(resumed, 1, DEADLINE)
+    [only] = await collect(resumed, 1)
     assert only.json()["text"] == "B"
     await resumed.aclose()
     await stream.aclose()
@@ -150,13 +142,13 @@ async def test_long_multibyte_message_arrives_complete(
 ) -> None:
     text = "€" * 4000  # 12,000 bytes: over NOTIFY's limit, which the doorbell never nears
     streams = await asyncio.gather(*(server.stream(room.slug) for _ in range(20)))
-    reads_before = server.health()[1]["counters"].get("log_reads", 0)
+    reads_before = (await server.health_async())[1]["counters"].get("log_reads", 0)
     await psql(db_url, insert_sql(room.slug, text))
     events = await asyncio.gather(*(s.next_event(DEADLINE) for s in streams))
     assert {e.json()["text"] for e in events} == {text}
     # One read of the log for all 20 subscribers, not one each (the server is shared, so
     # other tests' rooms may have been read meanwhile: at least one, and not twenty).
-    reads = server.health()[1]["counters"]["log_reads"] - reads_before
+    reads = (await server.health_async())[1]["counters"]["log_reads"] - reads_before
     assert 1 <= reads < 20
     await asyncio.gather(*(s.aclose() for s in streams))
 
@@ -171,7 +163,7 @@ async def test_replay_of_many_changes_comes_in_order_across_batches(
         f" SELECT '{room.slug}', 'bulk', 'n' || g FROM generate_series(1, 1200) g",
     )
     stream = await server.stream(room.slug, last_event_id=0)
-    events = await collect(stream, 1200, DEADLINE * 3)
+    events = await collect(stream, 1200)
     assert [e.cursor for e in events] == await logged_seqs(room.slug)
     assert events[-1].json()["text"] == "n1200"
     await stream.aclose()
@@ -189,12 +181,12 @@ async def test_replay_moves_past_a_page_of_changes_to_messages_hard_deleted_sinc
         f"DELETE FROM chat_chatmessage WHERE room_id = '{room.slug}'",
     )
     stream = await server.stream(room.slug, last_event_id=0)
-    events = await collect(stream, 600, DEADLINE * 3)
+    events = await collect(stream, 600)
     assert {e.name for e in events} == {"message.deleted"}
     assert [e.cursor for e in events] == (await logged_seqs(room.slug))[600:]
     await stream.aclose()
     # The JSON history says where to continue from past such a page.
-    async with httpx.AsyncClient(base_url=server.url) as client:
+    async with httpx.AsyncClient(base_url=server.url, timeout=DEADLINE) as client:
         first = (await client.get(f"/rooms/{room.slug}/messages", params={"after": 0})).json()
     assert (first["changes"], first["has_more"]) == ([], True)
     assert first["next"] == (await logged_seqs(room.slug))[499]

@@ -6,25 +6,17 @@ A real hypercorn subprocess, a real PostgreSQL, a real psql, a raw-socket SSE cl
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 from django.contrib.auth.models import AbstractUser
 
 from bench.sse_client import SSEClient, SSEError
+from chat.db import POOL_MAX_SIZE
 from chat.models import ChatMessage, Room
 
-from .conftest import PASSWORD
-from .servers import (
-    Browserless,
-    Server,
-    admin_save_message,
-    insert_sql,
-    listen_backends,
-    logged_seqs,
-    psql,
-)
-
-DEADLINE = 10.0  # seconds for an event to arrive; typical is milliseconds
+from .helpers import DEADLINE, LISTENER, sessions, wait_until_async
+from .servers import Browserless, Server, admin_save_message, insert_sql, logged_seqs, psql
 
 
 async def test_orm_create_reaches_subscriber(room_stream: SSEClient, room: Room) -> None:
@@ -44,22 +36,29 @@ async def test_orm_create_reaches_subscriber(room_stream: SSEClient, room: Room)
     assert [event.cursor] == await logged_seqs(room.slug)
 
 
-async def test_stream_opens_with_retry_and_sse_headers(room_stream: SSEClient) -> None:
+async def test_stream_opens_with_retry_and_sse_headers(room_stream: SSEClient, room: Room) -> None:
     assert room_stream.status == 200
     assert room_stream.headers["content-type"].startswith("text/event-stream")
     assert room_stream.headers["cache-control"] == "no-cache"
     assert room_stream.headers["x-accel-buffering"] == "no"
-    with pytest.raises(TimeoutError):  # nothing happened in the room: no event
-        await room_stream.next_event(0.5)  # (the test server's heartbeat is 1 s)
+    marker = await ChatMessage.objects.acreate(room=room, author="ada", text="marker")
+    event = await room_stream.next_event(DEADLINE)
+    assert event.json()["id"] == marker.pk  # nothing happened in the room before: no event
     assert room_stream.retry_ms == 2000
 
 
-async def test_keepalive_comment_is_sent_when_idle(room_stream: SSEClient) -> None:
-    async with asyncio.timeout(DEADLINE):
-        while room_stream.comments == 0:  # CHAT_SSE_HEARTBEAT=1 in the test server
-            with pytest.raises(TimeoutError):
-                await room_stream.next_event(0.3)
-    assert room_stream.comments >= 1
+async def test_keepalive_comment_is_sent_when_idle(room_stream: SSEClient, room: Room) -> None:
+    reading = asyncio.create_task(room_stream.next_event())  # counts comments as it reads
+    try:
+        # CHAT_SSE_HEARTBEAT=1 in the test server
+        await wait_until_async(lambda: room_stream.comments >= 1 or reading.done())
+        assert not reading.done(), reading.result()  # a comment, not an event
+        marker = await ChatMessage.objects.acreate(room=room, author="ada", text="marker")
+        async with asyncio.timeout(DEADLINE):
+            event = await reading
+    finally:
+        reading.cancel()
+    assert event.json()["id"] == marker.pk  # the keepalive dispatched no event of its own
 
 
 async def test_http_post_by_logged_in_user_reaches_subscriber(
@@ -84,7 +83,7 @@ async def test_form_post_works_too(room_stream: SSEClient, room: Room, alice: Br
 
 
 @pytest.fixture
-def moderator(make_user):  # type: ignore[no-untyped-def]
+def moderator(make_user: Callable[..., AbstractUser]) -> AbstractUser:
     return make_user("mod", staff=True)
 
 
@@ -92,7 +91,7 @@ async def test_admin_add_form_reaches_subscriber(
     server: Server, room_stream: SSEClient, room: Room, moderator: AbstractUser
 ) -> None:
     async with Browserless(server.url) as mod:
-        await mod.login(moderator.username, PASSWORD)
+        await mod.login(moderator.username)
         await admin_save_message(
             mod,
             "/admin/chat/chatmessage/add/",
@@ -110,7 +109,7 @@ async def test_admin_edit_form_sends_update(
     message = await ChatMessage.objects.acreate(room=room, author="ada", text="typo")
     await room_stream.next_event(DEADLINE)
     async with Browserless(server.url) as mod:
-        await mod.login(moderator.username, PASSWORD)
+        await mod.login(moderator.username)
         await admin_save_message(
             mod,
             f"/admin/chat/chatmessage/{message.pk}/change/",
@@ -212,21 +211,24 @@ async def test_unknown_room_stream_is_404_json(server: Server) -> None:
 async def test_200_subscribers_share_one_listen_connection(
     server: Server, room: Room, db_url: str
 ) -> None:
+    """The server is the session's, shared: counts are its streams of this room, and the
+    database sessions that appeared while they opened (a previous test's server may still
+    be ending its own)."""
+    before = {session.pid: session for session in sessions(db_url)}
     clients = await asyncio.gather(*(server.stream(room.slug) for _ in range(200)))
     try:
-        assert server.health()[1]["subscribers"] == 200
-        assert len(listen_backends(db_url)) == 1
-        # No connection per subscriber: the whole server uses at most listener + read pool.
-        assert len(listen_backends(db_url, "pgchat-reader")) <= 8
+        assert await asyncio.to_thread(server.room_subscribers, room.slug) == 200
+        after = sessions(db_url)
+        new = [session for session in after if session.pid not in before]
+        assert [s for s in new if s.application_name == LISTENER] == []  # still one LISTEN
+        # No connection per subscriber: at most its read pool grew to its size.
+        assert len(new) <= POOL_MAX_SIZE, new
         message = await ChatMessage.objects.acreate(room=room, author="ada", text="to all")
         events = await asyncio.gather(*(c.next_event(DEADLINE) for c in clients))
         assert {e.json()["id"] for e in events} == {message.pk}
     finally:
         await asyncio.gather(*(c.aclose() for c in clients))
-    async with asyncio.timeout(DEADLINE):  # removed at once on disconnect
-        while server.health()[1]["subscribers"] != 0:
-            await asyncio.sleep(0.05)
-    assert len(listen_backends(db_url)) == 1
+    await wait_until_async(lambda: server.room_subscribers(room.slug) == 0)  # gone at once
 
 
 async def test_csrf_missing_token_is_refused(
