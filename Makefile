@@ -1,7 +1,7 @@
 # pgchat. Targets:
 #   make run     venv + pinned deps, database, migrate, serve on http://$(HOST):$(PORT)
 #   make test    the whole suite (lint included); set-up as for run
-#   make lint    ruff check + ruff format --check     make fmt   apply ruff's fixes
+#   make lint    ruff check + ruff format --check + mypy (strict)     make fmt   apply ruff's fixes
 #   make bench   the fan-out benchmark (table + one JSON line)
 #   make psql    psql on the project's database       make db    start the database only
 #   make stop    stop the embedded PostgreSQL         make clean remove .venv and .pgchat
@@ -14,6 +14,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# django-stubs imports the settings, which need a database URL (only read, never connected to)
+MYPY := DATABASE_URL="$${DATABASE_URL:-dbname=pgchat-typecheck}" $(VENV)/bin/mypy
 # prometheus_client's multiprocess files, one set per worker, emptied at each `make run`
 METRICS_DIR := .pgchat/metrics
 
@@ -50,6 +52,7 @@ test: lint db
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(MYPY)
 
 fmt: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
