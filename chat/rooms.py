@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 from asgiref.sync import SyncToAsync, sync_to_async
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractUser, AnonymousUser
 from django.db import close_old_connections, connection, connections
 from django.db.models import Q, QuerySet
 
@@ -21,7 +21,7 @@ from .models import ChatMessage, Room
 
 P = ParamSpec("P")
 T = TypeVar("T")
-AnyUser = AbstractBaseUser | AnonymousUser
+AnyUser = AbstractUser | AnonymousUser
 
 
 class RoomNotFound(LookupError):

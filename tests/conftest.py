@@ -14,6 +14,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser
 from django.db import connection
+from pytest_django import DjangoDbBlocker
 
 from bench.sse_client import SSEClient
 from chat.models import Room
@@ -45,7 +46,7 @@ _numbers = itertools.count(1)
 
 @pytest.fixture(scope="session")
 def django_db_setup(
-    django_test_environment: None, django_db_blocker: pytest.FixtureRequest
+    django_test_environment: None, django_db_blocker: DjangoDbBlocker
 ) -> Iterator[None]:
     """Create and migrate the test database (``test_<name>``) once for the session.
 
@@ -57,11 +58,17 @@ def django_db_setup(
     # One database per run (test_pgchat_<pid>), so two runs on one cluster can't collide.
     base = connection.settings_dict["NAME"]
     connection.settings_dict["TEST"]["NAME"] = f"test_{base}_{os.getpid()}"
-    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+    with django_db_blocker.unblock():
         _drop_databases_of_dead_runs(f"test_{base}_")
-        config = setup_databases(verbosity=0, interactive=False, aliases={"default"})
+        # [arg-type]: django-stubs wants a Mapping, but Django only iterates the names and
+        # tests membership; pytest-django passes a set too.
+        config = setup_databases(
+            verbosity=0,
+            interactive=False,
+            aliases={"default"},  # type: ignore[arg-type]
+        )
     yield
-    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+    with django_db_blocker.unblock():
         # Async tests reach the ORM through sync_to_async's worker thread, whose connection
         # only that thread could close; end every other session so DROP DATABASE works.
         with connection.cursor() as cursor:
@@ -84,16 +91,14 @@ def _drop_databases_of_dead_runs(prefix: str) -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _live_database(
-    django_db_setup: None, django_db_blocker: pytest.FixtureRequest
-) -> Iterator[None]:
+def _live_database(django_db_setup: None, django_db_blocker: DjangoDbBlocker) -> Iterator[None]:
     """Every write commits and stays: no wrapping transaction, no flush between tests.
 
     The tests talk to a real server process sharing the database. NOTIFY needs COMMIT, and a
     flush would also empty django_content_type under the server's cached ids. Tests isolate
     themselves instead: each uses fresh rooms and uniquely named users.
     """
-    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+    with django_db_blocker.unblock():
         yield
 
 
@@ -102,9 +107,9 @@ def unique(prefix: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def db_url(django_db_setup: None, django_db_blocker: pytest.FixtureRequest) -> str:
+def db_url(django_db_setup: None, django_db_blocker: DjangoDbBlocker) -> str:
     """The test database's conninfo, for the server subprocess and psql."""
-    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+    with django_db_blocker.unblock():
         return database_url()
 
 
@@ -151,13 +156,13 @@ def room() -> Room:
 
 
 @pytest.fixture
-def make_user():  # type: ignore[no-untyped-def]
+def make_user() -> Callable[..., AbstractUser]:
     def make(prefix: str, *, staff: bool = False) -> AbstractUser:
         user = get_user_model().objects.create_user(unique(prefix), password=PASSWORD)
         if staff:
             user.is_staff = user.is_superuser = True
             user.save()
-        return user  # type: ignore[return-value]
+        return user
 
     return make
 
@@ -171,8 +176,8 @@ async def room_stream(server: Server, room: Room) -> AsyncIterator[SSEClient]:
 
 
 @pytest.fixture
-def alice_user(make_user) -> AbstractUser:  # type: ignore[no-untyped-def]
-    return make_user("alice")  # type: ignore[no-any-return]
+def alice_user(make_user: Callable[..., AbstractUser]) -> AbstractUser:
+    return make_user("alice")
 
 
 @pytest.fixture

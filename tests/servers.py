@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ POLL_SECONDS = 0.05  # between checks of a condition that has a deadline
 def database_url(dbname: str | None = None) -> str:
     """libpq conninfo of the database Django is using now (the test database in a test)."""
     s = connection.settings_dict
-    params = {
+    params: dict[str, Any] = {
         "dbname": dbname or s["NAME"],
         "user": s["USER"] or None,
         "password": s["PASSWORD"] or None,
@@ -195,7 +194,7 @@ class Browserless:
 
     @property
     def csrf_token(self) -> str:
-        return self.client.cookies.get("csrftoken", "")
+        return self.client.cookies.get("csrftoken") or ""
 
     async def login(self, username: str, password: str) -> None:
         await self.client.get("/accounts/login/")
@@ -233,14 +232,16 @@ async def admin_save_message(staff: Browserless, url: str, **fields: str) -> Non
 
 async def collect(client: SSEClient, count: int, timeout: float) -> list[Any]:
     """The next ``count`` events, within one deadline for all of them."""
-    events = []
+    events: list[Any] = []
     async with asyncio.timeout(timeout):
         while len(events) < count:
             events.append(await client.next_event())
     return events
 
 
-def listen_backends(db_url: str, application_name: str = "pgchat-listener") -> list[Sequence[Any]]:
+def listen_backends(
+    db_url: str, application_name: str = "pgchat-listener"
+) -> list[tuple[Any, ...]]:
     """Backends that are LISTENing for pgchat: one per server process, by design."""
     import psycopg
 

@@ -38,7 +38,7 @@ POLL_SECONDS = 0.05
 SOAK_SECONDS = 20  # how long the soak writes, reconnects and kills; bounded by design
 
 
-async def wait_health(server: Server, status: int) -> dict:
+async def wait_health(server: Server, status: int) -> dict[str, Any]:
     return await asyncio.to_thread(server.wait_health, status, DEADLINE)
 
 

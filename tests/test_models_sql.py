@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from typing import Any
 
 import psycopg
 import pytest
@@ -16,7 +17,7 @@ from .conftest import unique
 from .servers import insert_sql, psql_argv
 
 
-def sql(query: str, *params: object) -> list[tuple]:
+def sql(query: str, *params: Any) -> list[tuple[Any, ...]]:
     with connection.cursor() as cursor:
         cursor.execute(query, params)
         return cursor.fetchall() if cursor.description else []
@@ -32,8 +33,9 @@ def payload_text(message: ChatMessage, op: str = "created", seq: int = 1) -> byt
     return str(payload).encode()
 
 
-def payload_for(message: ChatMessage, op: str = "created", seq: int = 1) -> dict:
-    return json.loads(payload_text(message, op, seq))
+def payload_for(message: ChatMessage, op: str = "created", seq: int = 1) -> dict[str, Any]:
+    payload: dict[str, Any] = json.loads(payload_text(message, op, seq))
+    return payload
 
 
 def test_payload_carries_the_row_when_it_fits(room: Room) -> None:

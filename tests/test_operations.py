@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.sse_client import SSEClient
 from chat.models import ChatMessage, MessageChange, Room
 
 from .servers import (
@@ -53,7 +54,8 @@ async def test_two_workers_each_listen_once_and_deliver_every_event_once(
             await asyncio.sleep(0.05)
     # hypercorn's workers accept on one shared socket, so which worker takes a connection
     # is the kernel's choice: open streams one by one until both workers hold some.
-    streams, seen = [], {}
+    streams: list[SSEClient] = []
+    seen: dict[int, int] = {}
     async with asyncio.timeout(DEADLINE * 2):
         while len(streams) < 40 or len(seen) < 2 or 0 in seen.values():
             streams.append(await server.stream(room.slug))

@@ -6,6 +6,7 @@ A real hypercorn subprocess, a real PostgreSQL, a real psql, a raw-socket SSE cl
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 from django.contrib.auth.models import AbstractUser
@@ -84,7 +85,7 @@ async def test_form_post_works_too(room_stream: SSEClient, room: Room, alice: Br
 
 
 @pytest.fixture
-def moderator(make_user):  # type: ignore[no-untyped-def]
+def moderator(make_user: Callable[..., AbstractUser]) -> AbstractUser:
     return make_user("mod", staff=True)
 
 
