@@ -1,6 +1,6 @@
 # pgchat. Targets:
-#   make run     venv + pinned deps, database, migrate, serve on http://$(HOST):$(PORT)
-#   make test    the whole suite (lint included); set-up as for run
+#   make run     venv + the runtime's pinned deps, database, migrate, serve on http://$(HOST):$(PORT)
+#   make test    the whole suite (lint included); adds the tools' pinned deps (requirements-dev.txt)
 #   make lint    ruff check + ruff format --check + mypy (strict)     make fmt   apply ruff's fixes
 #   make bench   the fan-out benchmark (table + one JSON line)
 #   make psql    psql on the project's database       make db    start the database only
@@ -13,7 +13,11 @@ WORKERS ?= 1
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+# Two stamps: `make run` installs what the server runs (requirements.txt) and no more;
+# test, lint, fmt and bench add the tools (requirements-dev.txt). Each reinstalls only when
+# its file changes, so `make run` after `make test` installs nothing.
+RUNTIME := $(VENV)/.installed-runtime
+DEV := $(VENV)/.installed-dev
 # django-stubs imports the settings, which need a database URL (only read, never connected to)
 MYPY := DATABASE_URL="$${DATABASE_URL:-dbname=pgchat-typecheck}" $(VENV)/bin/mypy
 # prometheus_client's multiprocess files, one set per worker, emptied at each `make run`
@@ -23,16 +27,20 @@ export DJANGO_SETTINGS_MODULE := config.settings
 
 .PHONY: run test lint fmt bench psql db migrate stop clean venv
 
-venv: $(STAMP)
+venv: $(DEV)
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(RUNTIME): requirements.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), \
 		"pgchat needs Python 3.11 (found %d.%d): set PYTHON=/path/to/python3.11" % sys.version_info[:2]'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	touch $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $(RUNTIME)
 
-db: $(STAMP)
+$(DEV): $(RUNTIME) requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $(DEV)
+
+db: $(RUNTIME)
 ifndef DATABASE_URL
 	$(PY) -m devtools.embedded_pg start
 endif
@@ -49,16 +57,16 @@ run: migrate
 test: lint db
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(MYPY)
 
-fmt: $(STAMP)
+fmt: $(DEV)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: migrate
+bench: migrate $(DEV)
 	$(PY) -m bench --workers $(WORKERS) $(BENCH_ARGS)
 
 psql: db
@@ -68,7 +76,7 @@ else
 	$(PY) -m devtools.embedded_pg psql
 endif
 
-stop: $(STAMP)
+stop: $(RUNTIME)
 	$(PY) -m devtools.embedded_pg stop
 
 clean: stop
