@@ -48,11 +48,12 @@ endif
 migrate: db
 	$(PY) manage.py migrate --no-input
 
+# devtools/serve.py refuses a busy port or HOST=0.0.0.0 without ALLOWED_HOSTS in one line,
+# then becomes hypercorn on the socket it bound.
 run: migrate
-	@echo "pgchat: serving on http://$(HOST):$(PORT)/  ($(WORKERS) worker(s); Ctrl-C to stop)"
 	rm -rf $(METRICS_DIR) && mkdir -p $(METRICS_DIR)
-	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/$(METRICS_DIR) $(VENV)/bin/hypercorn config.asgi:application \
-		--bind $(HOST):$(PORT) --workers $(WORKERS) --access-logfile - --graceful-timeout 3
+	@PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/$(METRICS_DIR) $(PY) -m devtools.serve $(HOST) $(PORT) \
+		--workers $(WORKERS) -- --access-logfile - --graceful-timeout 3
 
 test: lint db
 	$(PY) -m pytest $(PYTEST_ARGS)
