@@ -153,9 +153,6 @@ class Listener:
     def subscriber_count(self) -> int:
         return sum(len(subs) for subs in self._rooms.values())
 
-    def subscribers_by_room(self) -> dict[str, int]:
-        return {room: len(subs) for room, subs in self._rooms.items()}
-
     # -- the connection --------------------------------------------------------------------
 
     async def _run(self, stopping: asyncio.Event) -> None:
