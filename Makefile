@@ -1,7 +1,8 @@
 # pgchat. Targets:
 #   make run     venv + the runtime's pinned deps, database, migrate, serve on http://$(HOST):$(PORT)
 #   make test    the whole suite (lint included); adds the tools' pinned deps (requirements-dev.txt)
-#   make lint    ruff check + ruff format --check + mypy (strict)     make fmt   apply ruff's fixes
+#   make lint    ruff check + ruff format --check + typecheck         make fmt   apply ruff's fixes
+#   make typecheck  mypy, strict, with django-stubs (pyproject.toml)
 #   make bench   the fan-out benchmark (table + one JSON line)
 #   make psql    psql on the project's database       make db    start the database only
 #   make stop    stop the embedded PostgreSQL         make clean remove .venv and .pgchat
@@ -25,7 +26,7 @@ METRICS_DIR := .pgchat/metrics
 
 export DJANGO_SETTINGS_MODULE := config.settings
 
-.PHONY: run test lint fmt bench psql db migrate stop clean venv
+.PHONY: run test lint typecheck fmt bench psql db migrate stop clean venv
 
 venv: $(DEV)
 
@@ -61,6 +62,9 @@ test: lint db
 lint: $(DEV)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(MYPY)
+
+typecheck: $(DEV)
 	$(MYPY)
 
 fmt: $(DEV)
