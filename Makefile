@@ -1,9 +1,10 @@
 # pgchat. Targets:
-#   make run     venv + pinned deps, database, migrate, serve on http://$(HOST):$(PORT)
-#   make test    the whole suite (lint included); set-up as for run
+#   make run     venv + the runtime's pinned deps, database, migrate, serve on http://$(HOST):$(PORT)
+#   make test    the whole suite (lint included); adds the tools' pinned deps (requirements-dev.txt)
 #                FAST=1 skips the tests marked slow (soak, benchmark, repeated faults): for
 #                a quick local loop; CI (CI=true) runs them whatever FAST says
-#   make lint    ruff check + ruff format --check     make fmt   apply ruff's fixes
+#   make lint    ruff check + ruff format --check + typecheck         make fmt   apply ruff's fixes
+#   make typecheck  mypy, strict, with django-stubs (pyproject.toml)
 #   make bench   the fan-out benchmark (table + one JSON line)
 #   make psql    psql on the project's database       make db    start the database only
 #   make stop    stop the embedded PostgreSQL         make clean remove .venv and .pgchat
@@ -15,24 +16,34 @@ WORKERS ?= 1
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+# Two stamps: `make run` installs what the server runs (requirements.txt) and no more;
+# test, lint, fmt and bench add the tools (requirements-dev.txt). Each reinstalls only when
+# its file changes, so `make run` after `make test` installs nothing.
+RUNTIME := $(VENV)/.installed-runtime
+DEV := $(VENV)/.installed-dev
+# django-stubs imports the settings, which need a database URL (only read, never connected to)
+MYPY := DATABASE_URL="$${DATABASE_URL:-dbname=pgchat-typecheck}" $(VENV)/bin/mypy
 # prometheus_client's multiprocess files, one set per worker, emptied at each `make run`
 METRICS_DIR := .pgchat/metrics
 
 export DJANGO_SETTINGS_MODULE := config.settings
 
-.PHONY: run test lint fmt bench psql db migrate stop clean venv
+.PHONY: run test lint typecheck fmt bench psql db migrate stop clean venv
 
-venv: $(STAMP)
+venv: $(DEV)
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(RUNTIME): requirements.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), \
 		"pgchat needs Python 3.11 (found %d.%d): set PYTHON=/path/to/python3.11" % sys.version_info[:2]'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	touch $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $(RUNTIME)
 
-db: $(STAMP)
+$(DEV): $(RUNTIME) requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $(DEV)
+
+db: $(RUNTIME)
 ifndef DATABASE_URL
 	$(PY) -m devtools.embedded_pg start
 endif
@@ -40,11 +51,12 @@ endif
 migrate: db
 	$(PY) manage.py migrate --no-input
 
+# devtools/serve.py refuses a busy port or HOST=0.0.0.0 without ALLOWED_HOSTS in one line,
+# then becomes hypercorn on the socket it bound.
 run: migrate
-	@echo "pgchat: serving on http://$(HOST):$(PORT)/  ($(WORKERS) worker(s); Ctrl-C to stop)"
 	rm -rf $(METRICS_DIR) && mkdir -p $(METRICS_DIR)
-	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/$(METRICS_DIR) $(VENV)/bin/hypercorn config.asgi:application \
-		--bind $(HOST):$(PORT) --workers $(WORKERS) --access-logfile - --graceful-timeout 3
+	@PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/$(METRICS_DIR) $(PY) -m devtools.serve $(HOST) $(PORT) \
+		--workers $(WORKERS) -- --access-logfile - --graceful-timeout 3
 
 # FAST=1 outside CI: -m "not slow". CI=true always runs everything.
 SKIP_SLOW := $(if $(FAST),$(if $(filter true,$(CI)),,-m "not slow"))
@@ -53,15 +65,19 @@ test: lint db
 	$(if $(SKIP_SLOW),@echo "pgchat: FAST=1: skipping the tests marked slow (CI runs them)")
 	$(PY) -m pytest $(SKIP_SLOW) $(PYTEST_ARGS)
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(MYPY)
 
-fmt: $(STAMP)
+typecheck: $(DEV)
+	$(MYPY)
+
+fmt: $(DEV)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: migrate
+bench: migrate $(DEV)
 	$(PY) -m bench --workers $(WORKERS) $(BENCH_ARGS)
 
 psql: db
@@ -71,7 +87,7 @@ else
 	$(PY) -m devtools.embedded_pg psql
 endif
 
-stop: $(STAMP)
+stop: $(RUNTIME)
 	$(PY) -m devtools.embedded_pg stop
 
 clean: stop

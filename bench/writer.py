@@ -42,7 +42,9 @@ def write(conninfo: str, room: str, rate: float, count: int) -> None:
                 time.sleep(delay)
             row = conn.execute(INSERT, (room, "bench", f"bench message {i + 1} of {count}"))
             committed_at = time.time()  # autocommit: execute() returns after COMMIT
-            message_id = row.fetchone()[0]  # type: ignore[index]
+            inserted = row.fetchone()
+            assert inserted is not None  # INSERT ... RETURNING: one row
+            message_id = inserted[0]
             print(f"{message_id} {committed_at:.6f}", flush=True)
     print("done", flush=True)
 

@@ -11,6 +11,8 @@ from django.utils import timezone
 from .models import ChatMessage, Room
 
 
+# [type-arg] below: ModelAdmin is generic in django-stubs only. ModelAdmin[Room] would fail at
+# runtime without django-stubs-ext's monkeypatch, a runtime dependency for the types alone.
 @admin.register(Room)
 class RoomAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ["slug", "title", "is_private", "created_at"]

@@ -13,7 +13,7 @@ or below the cursor already given is dropped, so nothing is missed or repeated.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from . import db, history
 from .listener import Listener
@@ -27,6 +27,8 @@ class CursorAhead(ValueError):
 
 class Feed:
     """Open with ``await Feed.open(...)`` (it validates the cursor), then iterate ``batches``."""
+
+    _page: history.Page | None  # the first page of the log, until _replay takes it
 
     def __init__(self, listener: Listener, sub: Subscription, first: history.Page, since: int):
         self._listener, self._sub, self._page, self.cursor = listener, sub, first, since
@@ -56,7 +58,7 @@ class Feed:
             raise CursorAhead(f"cursor {since} is ahead of room {room!r} (at {first.cursor})")
         return cls(listener, sub, first, since)
 
-    async def batches(self) -> AsyncIterator[list[Frame] | None]:
+    async def batches(self) -> AsyncGenerator[list[Frame] | None, None]:
         """Frames in cursor order, several at a time; None when the listener's heartbeat
         found the feed idle (the SSE view sends a keepalive then). Ends when the server
         stops."""

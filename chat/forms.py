@@ -33,6 +33,8 @@ def message_text(data: dict[str, Any]) -> str:
     return text
 
 
+# [type-arg] below: both forms are generic in django-stubs only; subscripting them would fail
+# at runtime without django-stubs-ext's monkeypatch, a runtime dependency for the types alone.
 class SignUpForm(UserCreationForm):  # type: ignore[type-arg]
     """Django's own sign-up form: username and password twice, with the validators."""
 

@@ -32,7 +32,7 @@ def error(status: int, message: str, **headers: str) -> JsonResponse:
     return response
 
 
-async def dispatch(request: HttpRequest, handlers: dict[str, View], *args: Any) -> Any:
+async def dispatch(request: HttpRequest, handlers: dict[str, View], *args: Any) -> HttpResponseBase:
     """Route by method, answering a JSON 405 with an Allow header for the others; map the
     access errors of chat/rooms.py to 404 and 403, and an unreachable database to 503."""
     handler = handlers.get(request.method or "")

@@ -131,9 +131,6 @@ class Listener:
     def subscriber_count(self) -> int:
         return self.fanout.subscriber_count
 
-    def subscribers_by_room(self) -> dict[str, int]:
-        return self.fanout.subscribers_by_room()
-
     # -- the connection --------------------------------------------------------------------
 
     async def _run(self, stopping: asyncio.Event) -> None:

@@ -10,8 +10,9 @@ On failure: a refused write writes nothing (one statement); a client error is a 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
+from django.contrib.auth.models import User
 from django.core.exceptions import RequestDataTooBig, ValidationError
 from django.db import DataError, IntegrityError
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
@@ -80,8 +81,9 @@ async def _post_message(request: HttpRequest, slug: str) -> JsonResponse:
 
 def _create_message(request: HttpRequest, slug: str, text: str) -> int:
     room = rooms.postable_room(request.user, slug)
+    user = cast(User, request.user)  # postable_room refused anonymous users
     message = ChatMessage.objects.create(
-        room=room, author=request.user.get_username(), sender=request.user, text=text
+        room=room, author=user.get_username(), sender=user, text=text
     )
     return message.pk
 

@@ -11,6 +11,7 @@ loop stays free of metric calls.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from prometheus_client import (
@@ -22,6 +23,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.metrics_core import Metric
 
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 # Where `make run` keeps the workers' files; `manage.py chat rooms` reads them from here.
@@ -83,13 +85,26 @@ def exposition(notification_queue_usage: float | None) -> bytes:
     return text
 
 
+def open_streams_by_room() -> dict[str, int]:
+    """Open streams per room on every worker of this server: what ``/metrics`` reports as
+    ``pgchat_subscribers``, from the same source. With several workers this reads their
+    files: call it off the event loop (a sync view, ``asyncio.to_thread``)."""
+    if MULTIPROCESS:
+        return subscribers_by_room() or {}
+    return _by_room(SUBSCRIBERS.collect())  # the gauge's own lock: safe from any thread
+
+
 def subscribers_by_room(directory: str | None = None) -> dict[str, int] | None:
     """Open streams per room across the live workers writing to ``directory`` (by default
     $PROMETHEUS_MULTIPROC_DIR, else make run's); None when no server writes there."""
     path = Path(directory or os.environ.get("PROMETHEUS_MULTIPROC_DIR") or DEFAULT_DIR)
     if not any(path.glob("gauge_livesum_*.db")):
         return None
-    for metric in multiprocess.MultiProcessCollector(None, path=str(path)).collect():
+    return _by_room(multiprocess.MultiProcessCollector(None, path=str(path)).collect())
+
+
+def _by_room(metrics: Iterable[Metric]) -> dict[str, int]:
+    for metric in metrics:
         if metric.name == "pgchat_subscribers":
             return {
                 sample.labels["room"]: int(sample.value)

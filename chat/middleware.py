@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
@@ -24,17 +25,20 @@ class ContentSecurityPolicyMiddleware:
         self, get_response: Callable[[HttpRequest], HttpResponseBase | Awaitable[HttpResponseBase]]
     ) -> None:
         self.get_response = get_response
-        if iscoroutinefunction(get_response):
+        self.async_mode = iscoroutinefunction(get_response)  # as MiddlewareMixin does
+        if self.async_mode:
             markcoroutinefunction(self)
 
-    def __call__(self, request: HttpRequest):  # type: ignore[no-untyped-def]
-        if iscoroutinefunction(self):
+    def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
+        if self.async_mode:
             return self._acall(request)
-        response = self.get_response(request)
-        response.setdefault("Content-Security-Policy", POLICY)  # type: ignore[union-attr]
+        # Django built this instance for a sync stack: get_response returns the response.
+        response = cast(HttpResponseBase, self.get_response(request))
+        response.setdefault("Content-Security-Policy", POLICY)
         return response
 
     async def _acall(self, request: HttpRequest) -> HttpResponseBase:
-        response = await self.get_response(request)  # type: ignore[misc]
+        # Only in async_mode, where get_response is a coroutine function.
+        response = await cast(Awaitable[HttpResponseBase], self.get_response(request))
         response.setdefault("Content-Security-Policy", POLICY)
         return response

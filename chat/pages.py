@@ -16,10 +16,9 @@ from django.urls import reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_http_methods
 
-from . import db, history, rooms
+from . import db, history, metrics, rooms
 from .forms import RoomForm, SignUpForm
 from .jsonapi import dispatch
-from .listener import get_listener
 from .messages_api import HISTORY_LIMIT_DEFAULT
 from .models import Room
 
@@ -27,7 +26,8 @@ from .models import Room
 @require_http_methods(["GET"])
 def room_list(request: HttpRequest) -> HttpResponse:
     visible = rooms.visible_rooms(request.user)
-    online = get_listener().subscribers_by_room()
+    # Every worker's streams, as /metrics counts them (a sync view: read off the loop).
+    online = metrics.open_streams_by_room()
     return render(
         request,
         "chat/room_list.html",

@@ -17,7 +17,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import SyncToAsync, sync_to_async
 from django.contrib.auth import get_user
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractUser, AnonymousUser
 from django.db import close_old_connections, connection, connections
 from django.db.models import BooleanField, QuerySet
 from django.db.models.expressions import RawSQL
@@ -29,7 +29,7 @@ from .models import ChatMessage, Room
 
 P = ParamSpec("P")
 T = TypeVar("T")
-AnyUser = AbstractBaseUser | AnonymousUser
+AnyUser = AbstractUser | AnonymousUser
 
 _READABLE = "chat_room_readable(chat_room.slug, %s)"
 

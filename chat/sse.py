@@ -47,7 +47,9 @@ def parse_cursor(value: str | None) -> int | None:
     if not text:
         return None
     if not text.isascii() or not text.isdigit():
-        raise InvalidCursor(f"Last-Event-ID must be a non-negative integer, got {value[:40]!r}")
+        raise InvalidCursor(
+            f"Last-Event-ID must be a non-negative integer, got {(value or '')[:40]!r}"
+        )
     cursor = int(text)
     if cursor > MAX_CURSOR:
         raise InvalidCursor(f"Last-Event-ID {text[:40]} is out of range")

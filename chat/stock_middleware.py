@@ -12,7 +12,7 @@ or when turning on CSRF_USE_SESSIONS.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -31,7 +31,8 @@ class OnTheLoop:
     A subclass says, per request, which of its hooks may block (``*_needs_thread``).
     """
 
-    get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]]
+    # As MiddlewareMixin declares it; __acall__ runs only in an async stack, where it is async.
+    get_response: Callable[[HttpRequest], HttpResponseBase | Awaitable[HttpResponseBase]]
 
     def request_needs_thread(self, request: HttpRequest) -> bool:
         return False
@@ -46,12 +47,12 @@ class OnTheLoop:
             response = await _hook(
                 self.process_request, self.request_needs_thread(request), request
             )
-        response = response or await self.get_response(request)
+        response = response or await cast(Awaitable[HttpResponseBase], self.get_response(request))
         if hasattr(self, "process_response"):
             response = await _hook(
                 self.process_response, self.response_needs_thread(request), request, response
             )
-        return response
+        return cast(HttpResponseBase, response)
 
 
 async def _hook(method: Callable[..., Any], in_thread: bool, *args: Any) -> Any:
@@ -101,8 +102,11 @@ class CsrfViewMiddleware(OnTheLoop, csrf.CsrfViewMiddleware):
     def response_needs_thread(self, request: HttpRequest) -> bool:
         return bool(settings.CSRF_USE_SESSIONS)
 
+    # [override]: async where Django's is sync, on purpose: the handler awaits a coroutine
+    # process_view as it is (BaseHandler.adapt_method_mode), so safe methods stay on the loop.
     async def process_view(  # type: ignore[override]
         self, request: HttpRequest, callback: Any, args: Any, kwargs: Any
     ) -> HttpResponseBase | None:
         in_thread = request.method not in SAFE_METHODS or settings.CSRF_USE_SESSIONS
-        return await _hook(super().process_view, in_thread, request, callback, args, kwargs)
+        response = await _hook(super().process_view, in_thread, request, callback, args, kwargs)
+        return cast(HttpResponseBase | None, response)

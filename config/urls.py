@@ -1,4 +1,4 @@
-"""URLs: the public contract of DESIGN.md ("HTTP")."""
+"""URLs: the public contract of docs/contract.md ("HTTP")."""
 
 from django.contrib import admin
 from django.urls import include, path

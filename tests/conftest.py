@@ -13,6 +13,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser, User
 from django.db import connection
+from pytest_django import DjangoDbBlocker
 
 from bench.sse_client import SSEClient
 from chat import db
@@ -35,7 +36,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def django_db_setup(
-    django_test_environment: None, django_db_blocker: pytest.FixtureRequest
+    django_test_environment: None, django_db_blocker: DjangoDbBlocker
 ) -> Iterator[None]:
     """Create and migrate the test database (``test_<name>``) once for the session.
 
@@ -47,11 +48,17 @@ def django_db_setup(
     # One database per run (test_pgchat_<pid>), so two runs on one cluster can't collide.
     base = connection.settings_dict["NAME"]
     connection.settings_dict["TEST"]["NAME"] = f"test_{base}_{os.getpid()}"
-    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+    with django_db_blocker.unblock():
         _drop_databases_of_dead_runs(f"test_{base}_")
-        config = setup_databases(verbosity=0, interactive=False, aliases={"default"})
+        # [arg-type]: django-stubs wants a Mapping, but Django only iterates the names and
+        # tests membership; pytest-django passes a set too.
+        config = setup_databases(
+            verbosity=0,
+            interactive=False,
+            aliases={"default"},  # type: ignore[arg-type]
+        )
     yield
-    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+    with django_db_blocker.unblock():
         # Async tests reach the ORM through sync_to_async's worker thread, whose connection
         # only that thread could close; end every other session so DROP DATABASE works.
         terminate(database_url())
@@ -70,23 +77,21 @@ def _drop_databases_of_dead_runs(prefix: str) -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _live_database(
-    django_db_setup: None, django_db_blocker: pytest.FixtureRequest
-) -> Iterator[None]:
+def _live_database(django_db_setup: None, django_db_blocker: DjangoDbBlocker) -> Iterator[None]:
     """Every write commits and stays: no wrapping transaction, no flush between tests.
 
     The tests talk to a real server process sharing the database. NOTIFY needs COMMIT, and a
     flush would also empty django_content_type under the server's cached ids. Tests isolate
     themselves instead: each uses fresh rooms and uniquely named users.
     """
-    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+    with django_db_blocker.unblock():
         yield
 
 
 @pytest.fixture(scope="session")
-def db_url(django_db_setup: None, django_db_blocker: pytest.FixtureRequest) -> str:
+def db_url(django_db_setup: None, django_db_blocker: DjangoDbBlocker) -> str:
     """The test database's conninfo, for the server subprocess and psql."""
-    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+    with django_db_blocker.unblock():
         return database_url()
 
 

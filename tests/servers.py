@@ -41,7 +41,7 @@ OUTPUT_DIR = PROJECT_DIR / "test-output"  # git-ignored: server logs, screenshot
 def database_url(dbname: str | None = None) -> str:
     """libpq conninfo of the database Django is using now (the test database in a test)."""
     s = connection.settings_dict
-    params = {
+    params: dict[str, Any] = {
         "dbname": dbname or s["NAME"],
         "user": s["USER"] or None,
         "password": s["PASSWORD"] or None,

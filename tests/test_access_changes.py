@@ -21,7 +21,7 @@ from django.contrib.auth.models import AbstractUser
 from bench.sse_client import SSEClient, SSEError
 from chat.models import Room
 
-from .conftest import PASSWORD, unique
+from .helpers import PASSWORD, unique
 from .servers import Browserless, Server, insert_sql, psql, wait_for_server_backends_gone
 
 DEADLINE = 10.0  # seconds for a stream to end or an event to arrive; typically milliseconds

@@ -14,7 +14,7 @@ from django.contrib.auth.models import AnonymousUser
 from chat import db, rooms
 from chat.models import Room
 
-from .conftest import PASSWORD, unique
+from .helpers import PASSWORD, unique
 
 VIEWERS = ["anonymous", "member", "outsider", "staff", "inactive member"]
 ROOMS = ["public", "private", "missing"]

@@ -70,7 +70,8 @@ Test = TypeVar("Test", bound=Callable[..., Awaitable[None]])
 
 def browser_test(test: Test) -> Test:
     """Mark a test as driving Chromium, on the module's event loop (the browser's)."""
-    return pytest.mark.browser(pytest.mark.asyncio(loop_scope="module")(test))
+    marked: Test = pytest.mark.browser(pytest.mark.asyncio(loop_scope="module")(test))
+    return marked
 
 
 # -- the browser ---------------------------------------------------------------------------
@@ -184,7 +185,7 @@ def staff(make_user: Callable[..., AbstractUser]) -> AbstractUser:
 def private_room(alice: AbstractUser) -> Room:
     """A private room whose only member is alice."""
     room = Room.objects.create(slug=unique("private"), title="Secret", is_private=True)
-    room.members.add(alice)
+    room.members.add(alice.pk)
     return room
 
 
@@ -206,7 +207,10 @@ def message(page: Page, text: str) -> Locator:
 
 
 async def message_ids(page: Page) -> list[str]:
-    return await messages(page).evaluate_all("items => items.map(item => item.dataset.id)")
+    ids: list[str] = await messages(page).evaluate_all(
+        "items => items.map(item => item.dataset.id)"
+    )
+    return ids
 
 
 async def enter_room(page: Page, room: Room) -> Response:
@@ -276,6 +280,7 @@ async def test_two_people_see_each_others_messages_and_edits_live(
 
     mine_on_b = await send(page_b, "bob's tpyo")
     message_id = await mine_on_b.get_attribute("data-id")
+    assert message_id, "bob's message has no data-id"
     on_a = page_a.locator(f"#messages > li.message[data-id='{message_id}']")
     await expect(on_a.locator(".text")).to_have_text("bob's tpyo")
 
@@ -507,6 +512,7 @@ async def test_keyboard_only_login_send_edit_and_delete(
     await expect(mine).to_have_count(1)
     await expect(page.locator("textarea[name=text]")).to_be_focused()  # ready for the next
     message_id = await mine.get_attribute("data-id")
+    assert message_id, "the message has no data-id"
     item = page.locator(f"#messages > li.message[data-id='{message_id}']")
 
     await tab_to(page, "li.message button.edit", backwards=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from typing import Any
 
 import psycopg
 import pytest
@@ -16,7 +17,7 @@ from .helpers import DEADLINE, unique
 from .servers import insert_sql, psql_argv
 
 
-def sql(query: str, *params: object) -> list[tuple]:
+def sql(query: str, *params: Any) -> list[tuple[Any, ...]]:
     with connection.cursor() as cursor:
         cursor.execute(query, params)
         return cursor.fetchall() if cursor.description else []

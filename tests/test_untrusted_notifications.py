@@ -15,7 +15,7 @@ import pytest
 from bench.sse_client import SSEClient
 from chat.models import ChatMessage, Room
 
-from .conftest import unique
+from .helpers import unique
 from .servers import Server, insert_sql, logged_seqs, psql
 
 DEADLINE = 10.0

