@@ -348,19 +348,23 @@
       button.disabled = false;
     }
 
+    // "42 s", "15 min", "2 h": a wait said as a person would (the server's wording too).
+    function waitText(seconds) {
+      if (seconds < 120) return `${seconds} s`;
+      if (seconds < 7200) return `${Math.ceil(seconds / 60)} min`;
+      return `${Math.ceil(seconds / 3600)} h`;
+    }
+
     // Over the rate limit: say how long to wait, counting down; the draft stays in the box.
     function sayLimited(seconds) {
       let left = Math.max(1, seconds);
-      const tell = () => say(`You are sending too fast; try again in ${left} s.`, "limited");
-      tell();
+      const text = () => `You are sending too fast; try again in ${waitText(left)}.`;
+      say(text(), "limited");
       button.disabled = true;
       countdown = setInterval(() => {
         left -= 1;
-        if (left > 0) {
-          problem.textContent = `You are sending too fast; try again in ${left} s.`;
-        } else {
-          quiet();
-        }
+        if (left > 0) problem.textContent = text();
+        else quiet();
       }, 1000);
     }
 
