@@ -96,9 +96,8 @@ def _create_message(
     """Post once: a key already answered is answered again (before the rate limit counts
     it: a retry is not a new message); otherwise check access, count, write."""
     user = request.user
-    request_hash = idempotency.fingerprint(slug, text)
     if key is not None and user.is_authenticated:
-        answer = idempotency.stored_answer(user.pk, key, request_hash)
+        answer = idempotency.stored_answer(user.pk, key, idempotency.fingerprint(slug, text))
         if answer is not None:
             return answer
     room = rooms.postable_room(user, slug)
@@ -119,7 +118,7 @@ def _create_message(
 
     if key is None:
         return post()
-    return idempotency.once(user.pk, key, request_hash, post)
+    return idempotency.once(user.pk, key, idempotency.fingerprint(slug, text), post)
 
 
 async def message_detail(request: HttpRequest, slug: str, message_id: int) -> HttpResponseBase:

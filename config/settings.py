@@ -222,5 +222,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
         "pgchat": {"handlers": ["console"], "level": os.environ.get("CHAT_LOG_LEVEL", "INFO")},
+        # Failed log-ins and lockouts (username and address masked), in the same format.
+        "axes": {"handlers": ["console"], "level": "WARNING", "propagate": False},
     },
 }
