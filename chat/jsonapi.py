@@ -18,7 +18,7 @@ from django.http import HttpRequest, HttpResponseBase, JsonResponse, QueryDict
 from django.http.multipartparser import MultiPartParserError
 from psycopg_pool import PoolTimeout
 
-from . import rooms, sse
+from . import ratelimit, rooms, sse
 
 logger = logging.getLogger("pgchat.api")
 View = Callable[..., Awaitable[HttpResponseBase]]
@@ -34,7 +34,8 @@ def error(status: int, message: str, **headers: str) -> JsonResponse:
 
 async def dispatch(request: HttpRequest, handlers: dict[str, View], *args: Any) -> HttpResponseBase:
     """Route by method, answering a JSON 405 with an Allow header for the others; map the
-    access errors of chat/rooms.py to 404 and 403, and an unreachable database to 503."""
+    access errors of chat/rooms.py to 404 and 403, a rate limit to 429 with Retry-After,
+    and an unreachable database to 503."""
     handler = handlers.get(request.method or "")
     if handler is None:
         allowed = ", ".join(sorted(handlers))
@@ -45,6 +46,8 @@ async def dispatch(request: HttpRequest, handlers: dict[str, View], *args: Any) 
         return error(404, str(exc))
     except rooms.NotAllowed as exc:
         return error(403, str(exc))
+    except ratelimit.RateLimited as exc:
+        return error(429, str(exc), Retry_After=str(exc.retry_after))
     except (DatabaseError, psycopg.Error, PoolTimeout) as exc:  # down, restarting, saturated
         logger.warning("database unavailable for %s %s: %r", request.method, request.path, exc)
         return error(503, "the database is unavailable; retry shortly", Retry_After="2")

@@ -4,26 +4,30 @@ Upstream:   the browser's fetch() calls (chat/static/chat/chat.js), scripts, cur
 Downstream: writes go through the ORM into chat_chatmessage, whose trigger announces them to
             every stream exactly as it announces a write from psql; reads come from the log
             (chat/history.py).
-On failure: a refused write writes nothing (one statement); a client error is a 4xx JSON
-            error (chat/jsonapi.py), an unreachable database a 503.
+On failure: a refused write writes nothing (one statement; a post with an Idempotency-Key
+            is one transaction with its key, chat/idempotency.py); a client error is a 4xx
+            JSON error (chat/jsonapi.py), over a rate limit a 429 (chat/limits.py), an
+            unreachable database a 503.
 """
 
 from __future__ import annotations
 
-from typing import Any, cast
+import json
+from typing import Any
 
-from django.contrib.auth.models import User
 from django.core.exceptions import RequestDataTooBig, ValidationError
-from django.db import DataError, IntegrityError
-from django.http import HttpRequest, HttpResponseBase, JsonResponse
+from django.db import DataError, IntegrityError, connection
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.utils import timezone
 
-from . import db, history, rooms
+from . import db, history, idempotency, limits, rooms
 from .forms import message_text
 from .jsonapi import dispatch, error, int_param, invalid, request_data
 from .models import ChatMessage
 
 HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX = 50, 200
+# A created message as every browser sees it: the SQL function that shapes the events.
+_SHOWN = "SELECT chat_message_json(m)::text FROM chat_chatmessage m WHERE m.id = %s"
 
 
 async def room_messages(request: HttpRequest, slug: str) -> HttpResponseBase:
@@ -67,25 +71,54 @@ async def _list_messages(request: HttpRequest, slug: str) -> JsonResponse:
     return JsonResponse(body | {"has_more": page.has_more})
 
 
-async def _post_message(request: HttpRequest, slug: str) -> JsonResponse:
+async def _post_message(request: HttpRequest, slug: str) -> HttpResponseBase:
     try:
+        key = idempotency.key_from(request)
         text = message_text(request_data(request))
+    except idempotency.KeyInvalid as exc:
+        return error(400, str(exc))
     except (RequestDataTooBig, ValidationError) as exc:
         return invalid(exc)
     try:
-        message_id = await rooms.run_and_release(_create_message, request, slug, text)
+        answer = await rooms.run_and_release(_create_message, request, slug, text, key)
     except (IntegrityError, DataError) as exc:  # a CHECK we did not foresee: still a 400
         return error(400, f"the database refused this message: {exc}".splitlines()[0])
-    return JsonResponse(await _shown(message_id), status=201)
+    except idempotency.KeyReused as exc:
+        return error(422, str(exc))
+    except idempotency.KeyBusy as exc:
+        return error(409, str(exc))
+    return HttpResponse(answer.body, status=answer.status, content_type="application/json")
 
 
-def _create_message(request: HttpRequest, slug: str, text: str) -> int:
-    room = rooms.postable_room(request.user, slug)
-    user = cast(User, request.user)  # postable_room refused anonymous users
-    message = ChatMessage.objects.create(
-        room=room, author=user.get_username(), sender=user, text=text
-    )
-    return message.pk
+def _create_message(
+    request: HttpRequest, slug: str, text: str, key: str | None
+) -> idempotency.Answer:
+    """Post once: a key already answered is answered again (before the rate limit counts
+    it: a retry is not a new message); otherwise check access, count, write."""
+    user = request.user
+    if key is not None and user.is_authenticated:
+        answer = idempotency.stored_answer(user.pk, key, idempotency.fingerprint(slug, text))
+        if answer is not None:
+            return answer
+    room = rooms.postable_room(user, slug)
+    limits.check_messages(user)
+
+    def post() -> idempotency.Answer:
+        message = ChatMessage.objects.create(
+            room=room, author=user.get_username(), sender=user, text=text
+        )
+        # Read in this connection, so a keyed post keeps the answer in its transaction.
+        with connection.cursor() as cursor:
+            cursor.execute(_SHOWN, [message.pk])
+            row = cursor.fetchone()
+        if row is None:  # hard-deleted (psql, admin) in the instant since we wrote it
+            raise rooms.RoomNotFound(f"message {message.pk} is gone")
+        (shown,) = row
+        return idempotency.Answer(201, JsonResponse(json.loads(shown)).content.decode())
+
+    if key is None:
+        return post()
+    return idempotency.once(user.pk, key, idempotency.fingerprint(slug, text), post)
 
 
 async def message_detail(request: HttpRequest, slug: str, message_id: int) -> HttpResponseBase:

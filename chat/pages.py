@@ -19,6 +19,7 @@ from django.views.decorators.http import require_http_methods
 from . import db, history, metrics, rooms
 from .forms import RoomForm, SignUpForm
 from .jsonapi import dispatch
+from .limits import limit_form_posts
 from .messages_api import HISTORY_LIMIT_DEFAULT
 from .models import Room
 
@@ -37,6 +38,14 @@ def room_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@limit_form_posts(
+    "rooms",
+    "CHAT_RATELIMIT_ROOMS",
+    per="user",
+    form_class=RoomForm,
+    template="chat/room_create.html",
+    message="You have created rooms too fast.",
+)
 def room_create(request: HttpRequest) -> HttpResponse:
     form = RoomForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -50,11 +59,19 @@ def room_create(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
+@limit_form_posts(
+    "signups",
+    "CHAT_RATELIMIT_SIGNUPS",
+    per="address",
+    form_class=SignUpForm,
+    template="registration/signup.html",
+    message="Too many sign-ups from your address.",
+)
 def signup(request: HttpRequest) -> HttpResponse:
     form = SignUpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
-        login(request, user)
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         messages.success(request, f"Welcome, {user.get_username()}!")
         return redirect("/")
     return render(request, "registration/signup.html", {"form": form})

@@ -8,6 +8,7 @@ and ``manage.py`` start that server; here we only read where it listens.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "pgtrigger",
+    "axes",  # log-in lockout (see "Limits" below)
     "chat",
 ]
 
@@ -114,6 +116,9 @@ MIDDLEWARE = [
     "chat.stock_middleware.MessageMiddleware",
     "chat.stock_middleware.XFrameOptionsMiddleware",
     "chat.middleware.ContentSecurityPolicyMiddleware",
+    # Last, as django-axes asks: turns a locked-out log-in into our 429 page. Async-capable,
+    # so it adds no thread to a request (it hops to one only to render a lockout).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -165,6 +170,51 @@ CHAT_LISTENER_BACKOFF = float(os.environ.get("CHAT_LISTENER_BACKOFF", "0.5"))  #
 # Every open stream's access is re-checked this often, besides at every access change.
 CHAT_ACCESS_RECHECK_SECONDS = float(os.environ.get("CHAT_ACCESS_RECHECK_SECONDS", "3600"))
 
+
+# -- Limits every client meets (README, "Limits") -----------------------------------------
+# Counted in PostgreSQL, so they hold across workers and hosts. A rate is "COUNT/SECONDS".
+
+
+def _env_rate(name: str, default: str) -> tuple[int, int]:
+    value = os.environ.get(name, default)
+    count, _, seconds = value.partition("/")
+    if not (count.isdigit() and seconds.isdigit() and int(count) > 0 and int(seconds) > 0):
+        raise ImproperlyConfigured(f"{name}={value!r}: write COUNT/SECONDS, e.g. {default}")
+    return int(count), int(seconds)
+
+
+# Where the client's address comes from. Unset: the socket's peer (REMOTE_ADDR), and any
+# X-Forwarded-For a client sends is ignored. Behind proxies, name the header they set and
+# how many of them append to it (the client is that many entries from the right).
+CHAT_CLIENT_ADDRESS_HEADER = os.environ.get("CHAT_CLIENT_ADDRESS_HEADER", "").strip()
+CHAT_TRUSTED_PROXY_COUNT = int(os.environ.get("CHAT_TRUSTED_PROXY_COUNT", "1"))
+if CHAT_TRUSTED_PROXY_COUNT < 1:
+    raise ImproperlyConfigured("CHAT_TRUSTED_PROXY_COUNT must be 1 or more")
+
+CHAT_RATELIMIT_MESSAGES = _env_rate("CHAT_RATELIMIT_MESSAGES", "20/10")  # per user
+CHAT_RATELIMIT_ROOMS = _env_rate("CHAT_RATELIMIT_ROOMS", "10/3600")  # per user
+CHAT_RATELIMIT_SIGNUPS = _env_rate("CHAT_RATELIMIT_SIGNUPS", "10/3600")  # per address
+# An Idempotency-Key's first answer is kept this long (POST /rooms/<slug>/messages).
+CHAT_IDEMPOTENCY_SECONDS = int(os.environ.get("CHAT_IDEMPOTENCY_SECONDS", "86400"))
+
+# Log-in lockout by django-axes, in its database tables: after COUNT failed log-ins for one
+# username (from any address) or from one address (for any usernames), that username or
+# address is refused for SECONDS after the failure that reached the limit, before any
+# password is hashed. Attempts while locked out do not extend it.
+_login_failures, _login_cooloff = _env_rate("CHAT_LOGIN_FAILURE_LIMIT", "10/900")
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out log-in outright
+    "django.contrib.auth.backends.ModelBackend",  # then checks the password
+]
+AXES_FAILURE_LIMIT = _login_failures
+AXES_COOLOFF_TIME = timedelta(seconds=_login_cooloff)
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]  # each counted on its own
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # so Retry-After tells the truth
+AXES_CLIENT_IP_CALLABLE = "chat.client_address.limited_address"  # the same address as ours
+AXES_LOCKOUT_CALLABLE = "chat.login_lockout.lockout_response"  # 429 page, Retry-After
+AXES_DISABLE_ACCESS_LOG = True  # no log of successful log-ins: not needed, personal data
+AXES_VERBOSE = False
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -174,5 +224,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
         "pgchat": {"handlers": ["console"], "level": os.environ.get("CHAT_LOG_LEVEL", "INFO")},
+        # Failed log-ins and lockouts (username and address masked), in the same format.
+        "axes": {"handlers": ["console"], "level": "WARNING", "propagate": False},
     },
 }

@@ -36,6 +36,16 @@ from .helpers import (
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 OUTPUT_DIR = PROJECT_DIR / "test-output"  # git-ignored: server logs, screenshots
+# The suite posts, logs in (wrongly too) and signs up from 127.0.0.1 far faster than a person,
+# across many tests: test servers get limits it never reaches, and tests/test_ratelimit.py
+# starts servers with tight ones (env=...). A lockout shared by the whole run would fail
+# unrelated tests in whatever order they happen to run.
+GENEROUS_LIMITS = {
+    "CHAT_RATELIMIT_MESSAGES": "100000/60",
+    "CHAT_RATELIMIT_ROOMS": "100000/60",
+    "CHAT_RATELIMIT_SIGNUPS": "100000/60",
+    "CHAT_LOGIN_FAILURE_LIMIT": "100000/60",
+}
 
 
 def database_url(dbname: str | None = None) -> str:
@@ -91,6 +101,7 @@ class Server:
             "CHAT_SSE_HEARTBEAT": "1",
             "CHAT_FAST_PASSWORD_HASHER": "1",  # the test process hashes the same way
             "PYTHONUNBUFFERED": "1",
+            **GENEROUS_LIMITS,
             **self.extra_env,
         }
         with open(self.log_path, "ab") as log:

@@ -10,6 +10,11 @@
 // The page was rendered with history up to `boot.cursor`; the first stream starts exactly
 // there. Every event is applied as an upsert keyed by message id, so a duplicate or an
 // event for a message we already have is harmless. Text is only ever set as textContent.
+//
+// Sending: each message gets an Idempotency-Key, and a send that fails for a reason that
+// may not be final (no answer, a 5xx) is retried with backoff under the SAME key: if the
+// first attempt did land, the server answers the retry with that same message and writes
+// nothing, so a retried send never shows twice. A 429 is shown with its wait; the draft stays.
 "use strict";
 
 (() => {
@@ -18,6 +23,8 @@
   const EVENTS = ["message.created", "message.updated", "message.deleted"];
   const RETRY_MIN_MS = 1000;
   const RETRY_MAX_MS = 30000;
+  const SEND_RETRIES = 5; // after the first attempt: 1 + 2 + 4 + 8 + 15 s, then give up
+  const SEND_RETRY_MAX_MS = 15000;
 
   const boot = JSON.parse(document.getElementById("chat-boot").textContent);
   const list = document.getElementById("messages");
@@ -40,10 +47,10 @@
     return match ? decodeURIComponent(match[1]) : "";
   }
 
-  async function api(method, url, body) {
+  async function api(method, url, body, headers = {}) {
     const options = {
       method,
-      headers: { Accept: "application/json", "X-CSRFToken": csrfToken() },
+      headers: { Accept: "application/json", "X-CSRFToken": csrfToken(), ...headers },
       credentials: "same-origin",
     };
     if (body !== undefined) {
@@ -62,8 +69,22 @@
     } catch (err) {
       data = { error: `HTTP ${response.status}` };
     }
-    return { ok: response.ok, status: response.status, data };
+    const retryAfter = Number.parseInt(response.headers.get("Retry-After") || "", 10);
+    return { ok: response.ok, status: response.status, data, retryAfter: retryAfter > 0 ? retryAfter : 0 };
   }
+
+  // A fresh Idempotency-Key. crypto.randomUUID exists only in a secure context (https, or
+  // localhost): over plain http elsewhere, build the same version-4 UUID from random bytes.
+  function newKey() {
+    if (window.crypto.randomUUID) return window.crypto.randomUUID();
+    const b = window.crypto.getRandomValues(new Uint8Array(16));
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    const h = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+    return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  }
+
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
   // -- rendering ------------------------------------------------------------------------
 
@@ -311,6 +332,58 @@
     const box = sendForm.querySelector("textarea");
     const problem = document.getElementById("send-error");
     const button = sendForm.querySelector("button");
+    let pending = null; // {text, key}: a send not known to have landed; its retry reuses the key
+    let countdown = null;
+
+    function say(text, kind) {
+      clearInterval(countdown);
+      problem.textContent = text;
+      problem.dataset.kind = kind;
+      problem.hidden = false;
+    }
+
+    function quiet() {
+      clearInterval(countdown);
+      problem.hidden = true;
+      button.disabled = false;
+    }
+
+    // "42 s", "15 min", "2 h": a wait said as a person would (the server's wording too).
+    function waitText(seconds) {
+      if (seconds < 120) return `${seconds} s`;
+      if (seconds < 7200) return `${Math.ceil(seconds / 60)} min`;
+      return `${Math.ceil(seconds / 3600)} h`;
+    }
+
+    // Over the rate limit: say how long to wait, counting down; the draft stays in the box.
+    function sayLimited(seconds) {
+      let left = Math.max(1, seconds);
+      const text = () => `You are sending too fast; try again in ${waitText(left)}.`;
+      say(text(), "limited");
+      button.disabled = true;
+      countdown = setInterval(() => {
+        left -= 1;
+        if (left > 0) problem.textContent = text();
+        else quiet();
+      }, 1000);
+    }
+
+    // POST the text until it lands or fails for good; retries keep the key.
+    async function deliver(text) {
+      if (!pending || pending.text !== text) pending = { text, key: newKey() };
+      const headers = { "Idempotency-Key": pending.key };
+      let delay = RETRY_MIN_MS;
+      for (let attempt = 0; ; attempt += 1) {
+        const result = await api("POST", boot.urls.messages, { text }, headers);
+        const mayPass = result.status === 0 || result.status >= 500;
+        if (!mayPass || attempt === SEND_RETRIES) return result;
+        const wait = Math.max(delay, result.retryAfter * 1000);
+        say(`Not sent yet (${result.data.error}); trying again in ${Math.round(wait / 1000)} s…`, "retrying");
+        await sleep(wait);
+        delay = Math.min(SEND_RETRY_MAX_MS, delay * 2);
+      }
+    }
+
     box.addEventListener("keydown", (event) => {
       if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
         event.preventDefault();
@@ -319,18 +392,21 @@
     });
     sendForm.addEventListener("submit", async (event) => {
       event.preventDefault();
-      if (!box.value.trim()) return;
+      const text = box.value;
+      if (!text.trim() || button.disabled) return;
       button.disabled = true;
-      const result = await api("POST", boot.urls.messages, { text: box.value });
+      const result = await deliver(text);
       button.disabled = false;
       if (result.ok) {
-        box.value = "";
-        problem.hidden = true;
+        pending = null;
+        if (box.value === text) box.value = ""; // not what was typed while it was retrying
+        quiet();
         upsert(result.data); // the stream brings it too; the upsert makes that harmless
         scroller.scrollTop = scroller.scrollHeight;
+      } else if (result.status === 429) {
+        sayLimited(result.retryAfter || 1); // the text stays in the box
       } else {
-        problem.textContent = result.data.error; // the text stays in the box
-        problem.hidden = false;
+        say(result.data.error, "error"); // the text stays in the box
       }
       box.focus();
     });
