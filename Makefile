@@ -2,7 +2,8 @@
 #   make run     venv + pinned deps, database, migrate, serve on http://$(HOST):$(PORT)
 #   make test    the whole suite (lint included); set-up as for run
 #   make lint    ruff check + ruff format --check     make fmt   apply ruff's fixes
-#   make bench   the fan-out benchmark (table + one JSON line)
+#   make bench   the benchmarks: /me/rooms queries, then fan-out (each: table + one JSON line)
+#   make bench-workspace   only the /me/rooms one (200 rooms, 1,000,000 messages; ~2 min)
 #   make psql    psql on the project's database       make db    start the database only
 #   make stop    stop the embedded PostgreSQL         make clean remove .venv and .pgchat
 # With DATABASE_URL set, that server is used and no embedded PostgreSQL starts.
@@ -19,7 +20,7 @@ METRICS_DIR := .pgchat/metrics
 
 export DJANGO_SETTINGS_MODULE := config.settings
 
-.PHONY: run test lint fmt bench psql db migrate stop clean venv
+.PHONY: run test lint fmt bench bench-workspace psql db migrate stop clean venv
 
 venv: $(STAMP)
 
@@ -56,7 +57,11 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff format .
 
 bench: migrate
+	$(PY) -m bench.workspace_queries $(WORKSPACE_BENCH_ARGS)
 	$(PY) -m bench --workers $(WORKERS) $(BENCH_ARGS)
+
+bench-workspace: migrate
+	$(PY) -m bench.workspace_queries $(WORKSPACE_BENCH_ARGS)
 
 psql: db
 ifdef DATABASE_URL
