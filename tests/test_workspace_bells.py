@@ -8,6 +8,7 @@ marker's, and must be exactly the expected list.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,7 +22,7 @@ from chat.events import USER_ROOM_KINDS, Bell
 from chat.models import Room
 
 from .conftest import unique
-from .servers import Server, psql
+from .servers import Server, insert_sql, psql
 from .workspace_clients import logged_in, post_json
 
 DEADLINE_SECONDS = 10.0
@@ -131,6 +132,35 @@ async def test_a_new_dm_rings_for_both_users(server: Server, bells: Bells, make_
         slug = response.json()["room"]
     heard = await bells.until(slug, ("read", bob.pk))
     assert heard == [("joined", ann.pk), ("read", ann.pk), ("joined", bob.pk), ("read", bob.pk)]
+
+
+async def test_the_listener_parses_workspace_bells_and_rechecks_nothing(
+    server: Server, user, room, make_user, db_url: str
+) -> None:  # type: ignore[no-untyped-def]
+    """They are for the user's /events streams: no open stream's access changed, so no
+    re-check of the signed-in streams (a join would otherwise re-check every one of them),
+    and nothing is counted as an invalid notification."""
+    other_room = await Room.objects.acreate(slug=unique("other"))
+    async with logged_in(server, user) as client:
+        cookie = {"Cookie": f"sessionid={client.client.cookies['sessionid']}"}
+        stream = await server.stream(room.slug, headers=cookie)  # a signed-in stream
+        try:
+            before = server.health()[1]["counters"]
+            assert (
+                await client.request("POST", f"/rooms/{other_room.slug}/join")
+            ).status_code == 201
+            await psql(db_url, insert_sql(other_room.slug, "to read"))
+            read = await post_json(client, f"/rooms/{other_room.slug}/read", {"cursor": 1})
+            assert read.status_code == 200  # moved: the join left it at 0
+            await psql(db_url, insert_sql(room.slug, "marker"))  # committed after the bells
+            async with asyncio.timeout(DEADLINE_SECONDS):
+                while (await stream.next_event()).json()["text"] != "marker":
+                    pass
+        finally:
+            await stream.aclose()
+    after = server.health()[1]["counters"]
+    for counter in ("access_checks", "invalid_payloads"):
+        assert after.get(counter, 0) == before.get(counter, 0), counter
 
 
 def test_workspace_bells_need_a_room_and_a_user() -> None:
