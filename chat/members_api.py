@@ -71,9 +71,7 @@ def _members_of(user: rooms.AnyUser, slug: str) -> dict[str, Any]:
         "owner": owner.first() if room.owner_id is not None else None,
         "members": names[:MEMBERS_LISTED_MAX],
         "has_more": len(names) > MEMBERS_LISTED_MAX,
-        "can_manage": rooms.may_manage_members(user, room)
-        and room.is_private
-        and not room.is_direct,
+        "can_manage": rooms.can_manage(user, room),
     }
 
 

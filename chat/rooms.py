@@ -176,6 +176,16 @@ def managed_room(user: AnyUser, slug: str) -> Room:
     return room
 
 
+def can_manage(user: AnyUser, room: Room) -> bool:
+    """Whether ``managed_room`` would let this user change the room's members (for a page
+    deciding to offer it)."""
+    try:
+        managed_room(user, room.slug)
+    except (RoomNotFound, NotAllowed, InvalidChange):
+        return False
+    return True
+
+
 # -- re-checking open streams (chat/gatekeeper.py) ---------------------------------------
 
 _UNREADABLE = """
