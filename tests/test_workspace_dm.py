@@ -10,7 +10,7 @@ from asgiref.sync import sync_to_async
 
 from chat.models import Room
 
-from .conftest import unique
+from .conftest import PASSWORD, unique
 from .servers import Browserless, Server
 from .workspace_clients import logged_in, my_rooms, post_json
 
@@ -104,8 +104,8 @@ async def test_a_race_of_both_users_creates_one_room_per_pair(
             a_client, b_client = Browserless(server.url), Browserless(server.url)
             clients += [a_client, b_client]
             await asyncio.gather(*(c.get_token() for c in (a_client, b_client)))
-            await a_client.login(a.username, "correct-horse-battery-staple")
-            await b_client.login(b.username, "correct-horse-battery-staple")
+            await a_client.login(a.username, PASSWORD)
+            await b_client.login(b.username, PASSWORD)
         calls = []
         for i, (a, b) in enumerate(pairs):
             calls.append(clients[2 * i].request("POST", f"/dm/{b.username}"))
