@@ -15,10 +15,11 @@ from .models import ChatMessage, Room
 # runtime without django-stubs-ext's monkeypatch, a runtime dependency for the types alone.
 @admin.register(Room)
 class RoomAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ["slug", "title", "is_private", "created_at"]
-    list_filter = ["is_private"]
+    list_display = ["slug", "title", "is_private", "is_direct", "owner", "created_at"]
+    list_filter = ["is_private", "is_direct"]
     search_fields = ["slug", "title"]
     filter_horizontal = ["members"]
+    raw_id_fields = ["owner"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Room | None = None) -> list[str]:
         return ["slug"] if obj else []  # messages refer to the slug

@@ -1,7 +1,8 @@
 """The event vocabulary shared by every hop: what a NOTIFY payload and a log row mean.
 
 Upstream:   the triggers' doorbells (``chat_message_bell``, ``chat_ring_access``: migration
-            0005) and ``chat_message_json()`` (migration 0002) for a message's fields.
+            0005; ``chat_ring_membership``, ``chat_read_moved``: migration 0007) and
+            ``chat_message_json()`` (migration 0002) for a message's fields.
 Downstream: chat/listener.py parses bells; chat/sse.py frames a ChatEvent;
             chat/static/chat/chat.js reads its fields.
 On failure: a payload that does not parse is logged and skipped by the listener; nothing is
@@ -35,8 +36,10 @@ class InvalidPayload(ValueError):
     """A NOTIFY payload that is not one of our doorbells."""
 
 
-BellKind = Literal["message", "access", "user", "sessions"]
+BellKind = Literal["message", "access", "user", "sessions", "joined", "left", "read"]
 BELL_KINDS: tuple[BellKind, ...] = get_args(BellKind)
+# Bells about one user's rooms, for that user's /events streams (not an access change).
+USER_ROOM_KINDS: tuple[BellKind, ...] = ("joined", "left", "read")
 MAX_BELL_BYTES = 1000  # ours are under 150; anything larger is not ours, and is not parsed
 
 
@@ -48,6 +51,9 @@ class Bell:
     ``message``: a change was logged in ``room`` (``seq`` is a hint, never a cursor);
     ``access``: who may read ``room`` may have changed; ``user``: that user's staff/active
     flags or password changed; ``sessions``: sessions were deleted (log-out, the admin).
+    One user's workspace (issue 12): ``joined`` / ``left``: ``user`` joined or left ``room``
+    (chat_room_members; a removal rings an ``access`` bell too);
+    ``read``: ``user``'s read position in ``room`` moved (chat_readstate).
     """
 
     kind: BellKind
@@ -83,6 +89,8 @@ class Bell:
             raise InvalidPayload(f"a {kind} bell needs a room")
         if kind == "user" and bell.user is None:
             raise InvalidPayload("a user bell needs a user")
+        if kind in USER_ROOM_KINDS and (bell.room is None or bell.user is None):
+            raise InvalidPayload(f"a {kind} bell needs a room and a user")
         return bell
 
 

@@ -3,13 +3,14 @@ as a clear message before the database has to refuse it."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django import forms
 from django.contrib.auth.forms import UserCreationForm
 from django.core.exceptions import ValidationError
 
-from .models import MESSAGE_MAX_LENGTH, Room
+from .models import DIRECT_SLUG_REGEX, MESSAGE_MAX_LENGTH, Room
 
 
 def message_text(data: dict[str, Any]) -> str:
@@ -44,11 +45,19 @@ class SignUpForm(UserCreationForm):  # type: ignore[type-arg]
 
 
 class RoomForm(forms.ModelForm):  # type: ignore[type-arg]
-    """Create a room; the view makes its creator the first member of a private one."""
+    """Create a room; the view makes its creator its owner and first member."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)
+
+    def clean_slug(self) -> str:
+        # The constraint chat_room_direct_shape says it too, but Django's form validation
+        # skips a constraint naming a field the form lacks (is_direct): say it here.
+        slug: str = self.cleaned_data["slug"]
+        if re.match(DIRECT_SLUG_REGEX, slug):
+            raise ValidationError("Addresses like dm-1-2 are kept for direct messages.")
+        return slug
 
     class Meta:
         model = Room
@@ -58,6 +67,6 @@ class RoomForm(forms.ModelForm):  # type: ignore[type-arg]
         help_texts = {
             "slug": "Letters, digits, - and _: the room will be at /rooms/&lt;address&gt;/.",
             "title": "Optional: shown instead of the address.",
-            "is_private": "Only members and staff can see it. You are its first member; "
-            "staff can add others in the admin.",
+            "is_private": "Only members and staff can see it. You own it: you add and "
+            "remove its members.",
         }

@@ -34,7 +34,7 @@ def error(status: int, message: str, **headers: str) -> JsonResponse:
 
 async def dispatch(request: HttpRequest, handlers: dict[str, View], *args: Any) -> HttpResponseBase:
     """Route by method, answering a JSON 405 with an Allow header for the others; map the
-    access errors of chat/rooms.py to 404 and 403, a rate limit to 429 with Retry-After,
+    errors of chat/rooms.py to 404, 403 and 400, a rate limit to 429 with Retry-After,
     and an unreachable database to 503."""
     handler = handlers.get(request.method or "")
     if handler is None:
@@ -48,6 +48,8 @@ async def dispatch(request: HttpRequest, handlers: dict[str, View], *args: Any) 
         return error(403, str(exc))
     except ratelimit.RateLimited as exc:
         return error(429, str(exc), Retry_After=str(exc.retry_after))
+    except rooms.InvalidChange as exc:
+        return error(400, str(exc))
     except (DatabaseError, psycopg.Error, PoolTimeout) as exc:  # down, restarting, saturated
         logger.warning("database unavailable for %s %s: %r", request.method, request.path, exc)
         return error(503, "the database is unavailable; retry shortly", Retry_After="2")

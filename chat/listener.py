@@ -32,7 +32,7 @@ from psycopg import sql
 
 from . import db, history, metrics
 from .backoff import Backoff
-from .events import CHANNEL, Bell, InvalidPayload
+from .events import CHANNEL, USER_ROOM_KINDS, Bell, InvalidPayload
 from .fanout import FanOut
 from .gatekeeper import Gatekeeper
 from .subscription import Subscription, Viewer
@@ -217,8 +217,8 @@ class Listener:
         latest_at: float | None = None
         for payload in payloads:
             bell = self._parse(payload)
-            if bell is None:
-                continue
+            if bell is None or bell.kind in USER_ROOM_KINDS:  # for /events (issue 12), not
+                continue  # an access change: a removal rings its own access bell
             if bell.kind == "message":
                 assert bell.room is not None  # Bell.from_payload checks it
                 # The seq hint only ever saves a read; a forged one can't skip a real bell.

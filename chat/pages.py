@@ -26,7 +26,7 @@ from .models import Room
 
 @require_http_methods(["GET"])
 def room_list(request: HttpRequest) -> HttpResponse:
-    visible = rooms.visible_rooms(request.user)
+    visible = rooms.visible_rooms(request.user).filter(is_direct=False)  # DMs: /me/rooms
     # Every worker's streams, as /metrics counts them (a sync view: read off the loop).
     online = metrics.open_streams_by_room()
     return render(
@@ -50,9 +50,10 @@ def room_create(request: HttpRequest) -> HttpResponse:
     form = RoomForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         with transaction.atomic():
-            room = form.save()
-            if room.is_private:
-                room.members.add(request.user)  # the creator can enter their own room
+            room = form.save(commit=False)
+            room.owner = request.user  # who manages its members (with staff)
+            room.save()
+            room.members.add(request.user)  # in the creator's workspace; a private room's reader
         messages.success(request, f"Room {room.display_name} created.")
         return redirect("room", slug=room.slug)
     return render(request, "chat/room_create.html", {"form": form})

@@ -42,6 +42,10 @@ class NotAllowed(PermissionError):
     """The user may read the room but not do this, e.g. post while logged out (403)."""
 
 
+class InvalidChange(ValueError):
+    """A change this kind of room does not take, or naming no such user (400)."""
+
+
 def viewer_id(user: AnyUser) -> int | None:
     """The id the SQL rule takes: None for anonymous (and for an inactive user's session,
     which Django's auth backend already resolves to anonymous)."""
@@ -104,6 +108,82 @@ def editable_message(user: AnyUser, slug: str, message_id: int) -> ChatMessage:
     if message.deleted_at is not None:
         raise NotAllowed("this message was deleted")
     return message
+
+
+# -- the workspace: joining, members, direct conversations (chat/membership.py) ----------
+#
+# chat_room_members is what a user joined: for a private room that is also who may read it
+# (chat_room_readable), for a public room only a place in their workspace.
+
+
+def signed_in_id(user: AnyUser) -> int:
+    """The user's id; raises NotAllowed for a visitor who is not logged in."""
+    uid = viewer_id(user)
+    if uid is None:
+        raise NotAllowed("log in first")
+    return uid
+
+
+def signed_in_room(user: AnyUser, slug: str) -> Room:
+    """The room, if this user may read it (else RoomNotFound) and is logged in."""
+    room = readable_room(user, slug)
+    signed_in_id(user)
+    return room
+
+
+def is_member(user: AnyUser, room: Room) -> bool:
+    return room.members.filter(pk=signed_in_id(user)).exists()
+
+
+def joinable_room(user: AnyUser, slug: str) -> Room:
+    """A room this user may join: any public room they may read; a private one only if they
+    are in it already (joining it again changes nothing). Private rooms are entered by
+    invitation (``managed_room``), so even staff, who may read them, do not join them."""
+    room = signed_in_room(user, slug)
+    if room.is_private and not is_member(user, room):
+        raise NotAllowed("a private room is joined by invitation: ask its owner")
+    return room
+
+
+def leavable_room(user: AnyUser, slug: str) -> Room:
+    """A room this user may leave: any they may read, but a direct conversation, whose two
+    members are fixed. Leaving a private room gives up reading it."""
+    room = signed_in_room(user, slug)
+    if room.is_direct:
+        raise InvalidChange("a direct conversation cannot be left")
+    return room
+
+
+def may_manage_members(user: AnyUser, room: Room) -> bool:
+    """The room's owner (its creator) and staff manage who is in it."""
+    uid = viewer_id(user)
+    return uid is not None and (
+        user.is_staff or (room.owner_id is not None and room.owner_id == uid)
+    )
+
+
+def managed_room(user: AnyUser, slug: str) -> Room:
+    """A private room whose members this user may add and remove: 404 if they may not read
+    it, 403 if it is not theirs to manage, 400 if it is public (anyone joins it) or direct
+    (its two members are fixed)."""
+    room = signed_in_room(user, slug)
+    if not may_manage_members(user, room):
+        raise NotAllowed("only the room's owner or staff may change its members")
+    if room.is_direct:
+        raise InvalidChange("a direct conversation's members cannot change")
+    if not room.is_private:
+        raise InvalidChange("a public room has no member list to manage: anyone may join it")
+    return room
+
+
+def can_manage(user: AnyUser, room: Room) -> bool:
+    """Whether ``managed_room`` would let this user change the room's members (for a page
+    deciding to offer it)."""
+    try:
+        managed_room(user, room.slug)
+    except (RoomNotFound, NotAllowed, InvalidChange):
+        return False
+    return True
 
 
 # -- re-checking open streams (chat/gatekeeper.py) ---------------------------------------

@@ -3,7 +3,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from chat import messages_api, operations, pages, stream
+from chat import members_api, messages_api, operations, pages, stream, workspace_api
 
 handler400 = "chat.error_views.bad_request"  # JSON, like every other error of the API
 
@@ -19,6 +19,17 @@ urlpatterns = [
         messages_api.message_detail,
         name="message_detail",
     ),
+    path("rooms/<slug:slug>/join", members_api.room_join, name="room_join"),
+    path("rooms/<slug:slug>/leave", members_api.room_leave, name="room_leave"),
+    path("rooms/<slug:slug>/members", members_api.room_members, name="room_members"),
+    path(
+        "rooms/<slug:slug>/members/<str:username>",
+        members_api.member_detail,
+        name="member_detail",
+    ),
+    path("rooms/<slug:slug>/read", workspace_api.room_read, name="room_read"),
+    path("dm/<str:username>", members_api.direct_room, name="direct_room"),
+    path("me/rooms", workspace_api.my_rooms, name="my_rooms"),
     path("healthz", operations.healthz, name="healthz"),
     path("metrics", operations.metrics_view, name="metrics"),
     path("accounts/signup/", pages.signup, name="signup"),
