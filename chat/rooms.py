@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-from asgiref.sync import SyncToAsync, sync_to_async
+from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db import close_old_connections, connection, connections
+from django.db import close_old_connections, connection
 from django.db.models import Q, QuerySet
 
 from . import db
@@ -97,27 +97,6 @@ def editable_message(user: AnyUser, slug: str, message_id: int) -> ChatMessage:
     if message.deleted_at is not None:
         raise NotAllowed("this message was deleted")
     return message
-
-
-def release_request_thread() -> None:
-    """Let go of this request's sync thread for the rest of a long-lived response.
-
-    Django gives each in-flight ASGI request a thread of its own (asgiref's
-    ThreadSensitiveContext) the first time sync code runs (every stock middleware does),
-    and keeps it until the response ends. An event stream lasts minutes: N open streams
-    would hold N idle threads (measured: ~100 KB per stream in all, most of it the thread).
-    Call once all of the request's sync work is done; a later sync call in the same
-    request (Django closing the response) gets a fresh, short-lived thread.
-    Relies on asgiref internals (pinned in requirements.txt; tests/test_operations.py
-    fails if streams hold threads again).
-    """
-    context = SyncToAsync.thread_sensitive_context.get(None)
-    if context is None:
-        return
-    executor = SyncToAsync.context_to_thread_executor.pop(context, None)
-    if executor is not None:
-        executor.submit(connections.close_all)  # its DB connections go with the thread
-        executor.shutdown(wait=False)
 
 
 async def run_and_release(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
