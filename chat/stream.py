@@ -41,7 +41,7 @@ from django.urls import get_script_prefix
 from django.utils.functional import SimpleLazyObject
 from psycopg_pool import PoolTimeout
 
-from . import rooms, sse
+from . import db, rooms, sse
 from .feed import CursorAhead, Feed
 from .listener import get_listener
 from .sse import Frame
@@ -99,18 +99,20 @@ async def _open_feed(scope: Scope, slug: str) -> Feed:
     request.session = _session_store()(session_key)  # reads nothing until asked
     user = SimpleLazyObject(lambda: auth.get_user(request))  # as AuthenticationMiddleware does
     try:
-        # A public room's check is one async query; a private room's runs the ORM rule, which
-        # reads the session and the user: in a thread of this open's own, let go right after.
-        async with ThreadSensitiveContext():
-            room = await rooms.readable_room_slug(user, slug)
-        # The header is newer than the query: the browser sends it on each reconnect, while
-        # the URL keeps the cursor the page was rendered with.
-        since = sse.parse_cursor(
-            request.headers.get("Last-Event-ID") or request.GET.get("last_event_id")
-        )
-        # Subscribed before the response's headers go out: a client that sees the 200 and
-        # then writes must receive its own write ("from now" means now).
-        return await Feed.open(get_listener(), room, since, Viewer(None, session_key))
+        # One pooled connection for both reads (db.connection() blocks nest).
+        async with db.connection():
+            # A public room's check is one async query; a private room's runs the ORM rule,
+            # which reads the session and the user: in a thread of this open's own.
+            async with ThreadSensitiveContext():
+                room = await rooms.readable_room_slug(user, slug)
+            # The header is newer than the query: the browser sends it on each reconnect,
+            # while the URL keeps the cursor the page was rendered with.
+            since = sse.parse_cursor(
+                request.headers.get("Last-Event-ID") or request.GET.get("last_event_id")
+            )
+            # Subscribed before the response's headers go out: a client that sees the 200
+            # and then writes must receive its own write ("from now" means now).
+            return await Feed.open(get_listener(), room, since, Viewer(None, session_key))
     except rooms.RoomNotFound as exc:
         raise Refused(404, str(exc)) from None
     except rooms.NotAllowed as exc:
