@@ -108,7 +108,7 @@ async def _open_feed(scope: Scope, slug: str) -> Feed:
             # The header is newer than the query: the browser sends it on each reconnect,
             # while the URL keeps the cursor the page was rendered with.
             since = sse.parse_cursor(
-                request.headers.get("Last-Event-ID") or request.GET.get("last_event_id")
+                request.headers.get("Last-Event-ID") or _query(scope).get("last_event_id")
             )
             # Subscribed before the response's headers go out: a client that sees the 200
             # and then writes must receive its own write ("from now" means now).
@@ -176,7 +176,7 @@ async def _send_error(send: Send, refusal: Refused) -> None:
 
 
 def _request(scope: Scope) -> HttpRequest:
-    """A plain HttpRequest with what the checks read (META, COOKIES, GET), filled from the
+    """A plain HttpRequest with what the checks read (META, COOKIES), filled from the
     ASGI scope the way Django's own ASGI handler fills its requests."""
     request = HttpRequest()
     request.method = scope["method"]
@@ -202,8 +202,12 @@ def _request(scope: Scope) -> HttpRequest:
         meta[key] = f"{meta[key]},{value}" if key in meta else value
     request.META = meta
     request.COOKIES = parse_cookie(meta.get("HTTP_COOKIE", ""))
-    request.GET = QueryDict(query_string)
     return request
+
+
+def _query(scope: Scope) -> QueryDict:
+    """The query string's parameters (read only when a cursor is not in the header)."""
+    return QueryDict(scope.get("query_string", b"").decode("latin-1"))
 
 
 @functools.cache
