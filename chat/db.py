@@ -8,7 +8,10 @@ trigger announces them exactly as it announces a write from psql.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
+import select
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,12 +21,19 @@ from psycopg_pool import AsyncConnectionPool
 POOL_MAX_SIZE = 4  # per process; reads are short single statements
 
 _pool: AsyncConnectionPool | None = None
+# At most POOL_MAX_SIZE tasks ask the pool at once; the others queue here (see connection()).
+_turns: asyncio.Semaphore | None = None
+# The connection this task holds, if any: nested ``connection()`` blocks share it.
+_held: contextvars.ContextVar[psycopg.AsyncConnection[Any] | None] = contextvars.ContextVar(
+    "pgchat_db_connection", default=None
+)
 
 
 async def open_pool(conninfo: str) -> AsyncConnectionPool:
     """Open this process's read pool (idempotent); call from the running event loop."""
-    global _pool
+    global _pool, _turns
     if _pool is None:
+        _turns = asyncio.Semaphore(POOL_MAX_SIZE)
         _pool = AsyncConnectionPool(
             conninfo,
             min_size=1,
@@ -36,9 +46,9 @@ async def open_pool(conninfo: str) -> AsyncConnectionPool:
                 "prepare_threshold": None,
             },
             timeout=10,  # seconds to wait for a connection, like Django's pool
-            # A round trip per checkout: after a database restart, pooled connections are
-            # dead, and a stream's replay must get a live one rather than fail.
-            check=AsyncConnectionPool.check_connection,
+            # After a database restart, pooled connections are dead, and a stream's replay
+            # must get a live one rather than fail.
+            check=_check_closed,
             open=False,
             name="pgchat-reader",
         )
@@ -47,19 +57,57 @@ async def open_pool(conninfo: str) -> AsyncConnectionPool:
 
 
 async def close_pool() -> None:
-    global _pool
-    pool, _pool = _pool, None
+    global _pool, _turns
+    pool, _pool, _turns = _pool, None, None
     if pool is not None:
         await pool.close()
 
 
 @contextlib.asynccontextmanager
 async def connection() -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-    """A pooled connection; the pool is opened on first use from settings."""
+    """A pooled connection; the pool is opened on first use from settings.
+
+    Nested blocks in one task share the outer block's connection: a stream's open (access
+    check, then cursor) takes one connection from the pool, not one per read. Every read
+    here is one statement in autocommit, so sharing changes no result.
+
+    In a reconnect storm hundreds of opens want a connection at once. psycopg_pool queues
+    each waiter behind a lock and a condition of its own; a semaphore's queue is a future
+    per waiter, so the waiting happens there and the pool only lends. Measured with 500
+    opens in flight: the pool's own queue was a third of the server's CPU.
+    """
+    held = _held.get()
+    if held is not None:
+        yield held
+        return
     if _pool is None:
         from django.conf import settings  # lazily: tests and the CLI may open their own
 
         await open_pool(settings.DATABASE_URL)
     assert _pool is not None
-    async with _pool.connection() as conn:
-        yield conn
+    assert _turns is not None
+    async with _turns, _pool.connection() as conn:
+        token = _held.set(conn)
+        try:
+            yield conn
+        finally:
+            _held.reset(token)
+
+
+async def _check_closed(conn: psycopg.AsyncConnection[Any]) -> None:
+    """The pool's check of an idle connection before lending it, without a round trip.
+
+    PostgreSQL ending a session (a restart, pg_terminate_backend) sends an error and closes
+    the socket, so an idle connection it ended has something to read; a live idle one in
+    autocommit has nothing (the pool never LISTENs). Closed, and raising, it is replaced by
+    the pool, which lends another. The round trip of AsyncConnectionPool.check_connection, once per
+    checkout, was a quarter of a stream open's CPU. (poll, not select: with thousands of
+    streams open, descriptors go past select's limit of 1024.)
+    """
+    if conn.closed or conn.broken:
+        raise psycopg.OperationalError("connection closed")
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    if poller.poll(0):
+        await conn.close()  # closed, the pool replaces it rather than lending it again
+        raise psycopg.OperationalError("the server ended this idle connection")

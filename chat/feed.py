@@ -32,6 +32,7 @@ class Feed:
 
     def __init__(self, listener: Listener, sub: Subscription, first: history.Page, since: int):
         self._listener, self._sub, self._page, self.cursor = listener, sub, first, since
+        self._closed = False  # by its consumer: a feed that fell behind must not resubscribe
 
     @classmethod
     async def open(
@@ -78,15 +79,21 @@ class Feed:
                         fresh = [frame for frame in frames if frame.seq > self.cursor]
                         self.cursor = fresh[-1].seq
                         yield fresh
-                if not self._sub.fell_behind:
+                if self._closed or not self._sub.fell_behind:
                     return
                 # Dropped as slow: subscribe again first, then read what we missed.
                 self._sub = self._listener.subscribe(self._sub.room, self.cursor, self._sub.viewer)
         finally:
             self.close()
 
+    @property
+    def room(self) -> str:
+        return self._sub.room
+
     def close(self) -> None:
-        """Leave the fan-out (idempotent); the view calls it when the client goes away."""
+        """Leave the fan-out and end ``batches`` (idempotent); the stream calls it when the
+        client goes away."""
+        self._closed = True
         self._listener.unsubscribe(self._sub)
 
     async def _replay(self) -> AsyncIterator[list[Frame]]:

@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_http_methods
 
-from . import db, history, metrics, rooms
+from . import db, history, metrics, rooms, stream
 from .forms import RoomForm, SignUpForm
 from .jsonapi import dispatch
 from .limits import limit_form_posts
@@ -113,7 +113,7 @@ def _render_room(request: HttpRequest, room: Room, page: history.Page) -> HttpRe
         if user.is_authenticated
         else None,
         "urls": {
-            "events": reverse("room_events", args=[room.slug]),
+            "events": stream.room_events_url(room.slug),
             "messages": reverse("room_messages", args=[room.slug]),
         },
     }

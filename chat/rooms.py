@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
 
-from asgiref.sync import SyncToAsync, sync_to_async
+from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user
 from django.contrib.auth.models import AbstractUser, AnonymousUser
-from django.db import close_old_connections, connection, connections
+from django.db import close_old_connections, connection
 from django.db.models import BooleanField, QuerySet
 from django.db.models.expressions import RawSQL
 from django.http import HttpRequest
@@ -76,7 +76,7 @@ async def readable_room_slug(user: AnyUser, slug: str) -> str:
         row = await cur.fetchone()
     if row is not None and row[0]:
         return slug
-    uid = await sync_to_async(viewer_id)(user)  # evaluates the lazy user in a thread
+    uid = await run_and_release(viewer_id, user)  # the lazy user, in a thread, then released
     if uid is not None:
         async with db.connection() as conn:
             cur = await conn.execute("SELECT chat_room_readable(%s, %s)", (slug, uid))
@@ -252,24 +252,3 @@ async def run_and_release(func: Callable[P, T], *args: P.args, **kwargs: P.kwarg
                 connection.close()
 
     return await sync_to_async(call)()
-
-
-def release_request_thread() -> None:
-    """Let go of this request's sync thread for the rest of a long-lived response.
-
-    Django gives each in-flight ASGI request a thread of its own (asgiref's
-    ThreadSensitiveContext) the first time sync code runs (every stock middleware does),
-    and keeps it until the response ends. An event stream lasts minutes: N open streams
-    would hold N idle threads (measured: ~100 KB per stream in all, most of it the thread).
-    Call once all of the request's sync work is done; a later sync call in the same
-    request (Django closing the response) gets a fresh, short-lived thread.
-    Relies on asgiref internals (pinned in requirements.txt; tests/test_operations.py
-    fails if streams hold threads again).
-    """
-    context = SyncToAsync.thread_sensitive_context.get(None)
-    if context is None:
-        return
-    executor = SyncToAsync.context_to_thread_executor.pop(context, None)
-    if executor is not None:
-        executor.submit(connections.close_all)  # its DB connections go with the thread
-        executor.shutdown(wait=False)

@@ -1,13 +1,17 @@
-"""Process wiring: Django's ASGI app, plus the lifespan that starts and stops the listener.
+"""Process wiring: the ASGI application hypercorn serves.
 
-Django answers only ``http`` scopes, so this wrapper answers ``lifespan`` itself. Each
-hypercorn worker process runs it once: one listener and one read pool per process.
+- ``lifespan``: starts and stops the listener and the read pool (Django answers only
+  ``http``). Each hypercorn worker process runs it once: one listener, one pool per process.
+- ``http``: the event streams go to their own small ASGI endpoints (``ROUTES``; chat/stream.py
+  says why); every other path goes to Django.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
@@ -20,41 +24,43 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_application = ASGIStaticFilesHandler(get_asgi_application())
 
 from django.conf import settings  # noqa: E402
-from django.core import signals  # noqa: E402
-from django.db import close_old_connections, reset_queries  # noqa: E402
 
-from chat import db, heap, metrics  # noqa: E402
+from chat import db, heap, metrics, shutdown_noise, stream  # noqa: E402
 from chat.listener import get_listener  # noqa: E402
-from chat.stream import ASGI_SEND  # noqa: E402
-
-# Django's two sync receivers of request_started are no-ops under ASGI: they run in the
-# request's own thread, which asgiref starts for that very call and which has no database
-# connection yet (connections are thread-local). Starting that thread was the one thread hop
-# left in opening an event stream (chat/stock_middleware.py took out the others), and under a
-# reconnect storm, hundreds of threads at once. request_finished keeps its receiver: by
-# then the request may have used connections, in its thread, that must be closed.
-signals.request_started.disconnect(close_old_connections)
-signals.request_started.disconnect(reset_queries)
 
 logger = logging.getLogger("pgchat.asgi")
 Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Endpoint = Callable[..., Awaitable[None]]  # (scope, receive, send, **the path's groups)
 STARTUP_WAIT_SECONDS = 10.0  # serve only once LISTEN is up, unless the database is down
 
+# Paths served beside Django, each by an ASGI endpoint; a path's named groups become its
+# keyword arguments. Slugs as Django's <slug:...> converter matches them.
+ROUTES: list[tuple[re.Pattern[str], Endpoint]] = [
+    (re.compile(r"/rooms/(?P<slug>[-a-zA-Z0-9_]+)/events"), stream.room_events),
+]
 
-async def application(scope: Scope, receive: Any, send: Any) -> None:
-    if scope["type"] == "lifespan":
+
+async def application(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] == "http":
+        path = scope["path"]
+        root_path = scope.get("root_path", "")  # mounted under a prefix: routes are below it
+        if root_path and path.startswith(root_path):
+            path = path[len(root_path) :]
+        for pattern, endpoint in ROUTES:
+            if match := pattern.fullmatch(path):
+                await endpoint(scope, receive, send, **match.groupdict())
+                return
+        await django_application(scope, receive, send)
+    elif scope["type"] == "lifespan":
         await _lifespan(receive, send)
     elif scope["type"] == "websocket":  # Django would raise on it; events are SSE here
         await receive()  # websocket.connect
         await send({"type": "websocket.close", "code": 1003})
-    else:
-        # Event streams write their frames with the server's send, past Django's per-part
-        # loop (chat/stream.py, _frames); Django still sends the headers and the first part.
-        scope[ASGI_SEND] = send
-        await django_application(scope, receive, send)
 
 
-async def _lifespan(receive: Any, send: Any) -> None:
+async def _lifespan(receive: Receive, send: Send) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
@@ -71,10 +77,11 @@ async def _lifespan(receive: Any, send: Any) -> None:
                 await send({"type": "lifespan.startup.failed", "message": repr(exc)})
                 return
             heap.settle()  # full collections pause every stream: make them rare and small
+            shutdown_noise.silence_cut_connections()  # Ctrl-C with streams open: no tracebacks
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
-            # hypercorn has already ended open streams (after graceful_timeout); this closes
-            # any left and the listener's connection.
+            # hypercorn has already cancelled the streams still open (after graceful_timeout);
+            # this closes the listener's connection and the pool.
             await get_listener().stop()
             await db.close_pool()
             metrics.forget_this_process()

@@ -105,16 +105,16 @@ INSTALLED_APPS = [
     "chat",
 ]
 
-# Django's stock list, each subclassed to run its hooks on the event loop rather than in a
-# thread per hook (chat/stock_middleware.py says which hooks still take a thread, and why).
+# Django's stock list. The event streams don't pass through it: config/asgi.py serves them
+# beside Django (chat/stream.py), so nothing here can buffer or rewrite a stream's body.
 MIDDLEWARE = [
-    "chat.stock_middleware.SecurityMiddleware",
-    "chat.stock_middleware.SessionMiddleware",
-    "chat.stock_middleware.CommonMiddleware",
-    "chat.stock_middleware.CsrfViewMiddleware",
-    "chat.stock_middleware.AuthenticationMiddleware",
-    "chat.stock_middleware.MessageMiddleware",
-    "chat.stock_middleware.XFrameOptionsMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "chat.middleware.ContentSecurityPolicyMiddleware",
     # Last, as django-axes asks: turns a locked-out log-in into our 429 page. Async-capable,
     # so it adds no thread to a request (it hops to one only to render a lockout).

@@ -3,7 +3,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from chat import members_api, messages_api, operations, pages, stream, workspace_api
+from chat import members_api, messages_api, operations, pages, workspace_api
 
 handler400 = "chat.error_views.bad_request"  # JSON, like every other error of the API
 
@@ -12,7 +12,6 @@ urlpatterns = [
     path("rooms/", pages.room_list, name="room_list"),
     path("rooms/new/", pages.room_create, name="room_create"),
     path("rooms/<slug:slug>/", pages.room_page, name="room"),
-    path("rooms/<slug:slug>/events", stream.room_events, name="room_events"),
     path("rooms/<slug:slug>/messages", messages_api.room_messages, name="room_messages"),
     path(
         "rooms/<slug:slug>/messages/<int:message_id>",

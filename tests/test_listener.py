@@ -12,10 +12,10 @@ from chat.feed import Feed
 from chat.history import Page
 from chat.listener import Listener
 from chat.sse import KEEPALIVE, RETRY, Frame
-from chat.stream import _frames
+from chat.stream import _stream
 from chat.subscription import Subscription
 
-from .helpers import DEADLINE, wait_until_async
+from .helpers import DEADLINE
 
 
 def test_backoff_grows_exponentially_to_its_cap_with_jitter() -> None:
@@ -96,7 +96,7 @@ async def test_heartbeat_leaves_a_busy_reader_alone() -> None:
         assert await reader == []
 
 
-# -- the view's two ways of writing a stream (chat/stream.py, _frames) ----------------------
+# -- the stream endpoint's writes (chat/stream.py, _stream) ---------------------------------
 
 
 def open_feed() -> tuple[Listener, Subscription, Feed]:
@@ -105,42 +105,70 @@ def open_feed() -> tuple[Listener, Subscription, Feed]:
     return listener, sub, Feed(listener, sub, Page(0, [], False), 0)
 
 
-async def test_stream_writes_live_frames_straight_to_the_servers_send() -> None:
+class Client:
+    """The ASGI server's side of one stream: what was sent, and a disconnect to trigger."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, object]] = []
+        self.gone = asyncio.Event()
+
+    async def receive(self) -> dict[str, object]:
+        await self.gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: dict[str, object]) -> None:
+        self.sent.append(message)
+
+    def bodies(self) -> list[object]:
+        return [m.get("body") for m in self.sent if m["type"] == "http.response.body"]
+
+    async def wait_for_bodies(self, count: int) -> None:
+        async with asyncio.timeout(2):
+            while len(self.bodies()) < count:
+                await asyncio.sleep(0)
+
+
+async def test_stream_sends_head_retry_batches_keepalives_and_ends_with_the_feed() -> None:
     listener, sub, feed = open_feed()
-    sent: list[dict[str, object]] = []
-
-    async def send(message: dict[str, object]) -> None:
-        sent.append(message)
-
-    body = _frames(feed, send)
-    assert await anext(body) == RETRY  # Django sends this one, after the headers
-    rest = asyncio.ensure_future(anext(body))
+    client = Client()
+    stream = asyncio.create_task(_stream(feed, client.receive, client.send))
+    await client.wait_for_bodies(1)
+    assert client.sent[0]["type"] == "http.response.start"
+    assert client.sent[0]["status"] == 200
+    assert client.bodies() == [RETRY]
     sub.offer(frame(1))
-    await wait_until_async(lambda: len(sent) >= 1)
+    await client.wait_for_bodies(2)
     sub.offer(frame(2))
-    sub.offer(frame(3))
-    await wait_until_async(lambda: len(sent) >= 2)
-    assert sent == [
-        {"type": "http.response.body", "body": b"id: 1\n\n", "more_body": True},
-        {"type": "http.response.body", "body": b"id: 2\n\nid: 3\n\n", "more_body": True},
-    ]
-    listener.unsubscribe(sub)  # as at shutdown: the body ends, Django sends the last part
-    with pytest.raises(StopAsyncIteration):
-        async with asyncio.timeout(DEADLINE):
-            await rest
+    sub.offer(frame(3))  # buffered together: one write
+    await client.wait_for_bodies(3)
+    sub.heartbeat()
+    sub.heartbeat()  # nothing heard since the last tick: idle
+    await client.wait_for_bodies(4)
+    listener.unsubscribe(sub)  # as at shutdown: the feed ends, and so does the response
+    async with asyncio.timeout(2):
+        await stream
+    assert client.bodies() == [RETRY, b"id: 1\n\n", b"id: 2\n\nid: 3\n\n", KEEPALIVE, b""]
+    assert client.sent[-1]["more_body"] is False
+
+
+async def test_stream_ends_its_feed_at_once_when_the_client_disconnects() -> None:
+    listener, _, feed = open_feed()
+    client = Client()
+    stream = asyncio.create_task(_stream(feed, client.receive, client.send))
+    await client.wait_for_bodies(1)
+    client.gone.set()
+    async with asyncio.timeout(2):
+        await stream
     assert listener.subscriber_count == 0
+    assert client.bodies() == [RETRY]  # nothing more is written to a client that left
 
 
-async def test_stream_without_the_servers_send_yields_every_part_to_django() -> None:
+async def test_a_closed_feed_that_fell_behind_does_not_subscribe_again() -> None:
+    """The listener drops a slow stream, and its client leaves before the feed catches up:
+    the feed must end, not subscribe again and read the log for nobody."""
     listener, sub, feed = open_feed()
-    body = _frames(feed, None)
-    assert await anext(body) == RETRY
-    sub.offer(frame(1))
-    sub.offer(frame(2))
-    async with asyncio.timeout(DEADLINE):
-        assert await anext(body) == b"id: 1\n\nid: 2\n\n"
-        sub.heartbeat()  # frames came since the last tick: not idle yet
-        sub.heartbeat()  # nothing since: idle
-        assert await anext(body) == KEEPALIVE
-    await body.aclose()  # the client left: Django closes the body
+    listener.unsubscribe(sub, fell_behind=True)
+    feed.close()
+    async with asyncio.timeout(2):
+        assert [batch async for batch in feed.batches()] == []
     assert listener.subscriber_count == 0
