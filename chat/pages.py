@@ -10,7 +10,7 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
@@ -90,7 +90,10 @@ async def room_page(request: HttpRequest, slug: str) -> HttpResponseBase:
     """History up to cursor N, rendered with N, so the page's stream starts exactly there."""
 
     async def show(request: HttpRequest, slug: str) -> HttpResponse:
-        room = await rooms.run_and_release(rooms.readable_room, request.user, slug)
+        try:
+            room = await rooms.run_and_release(rooms.readable_room, request.user, slug)
+        except rooms.RoomNotFound as exc:  # a page: the styled 404 (chat/error_views.py)
+            raise Http404(str(exc)) from None
         async with db.connection() as conn:
             page = await history.recent_messages(
                 conn, room.slug, before=None, limit=HISTORY_LIMIT_DEFAULT
