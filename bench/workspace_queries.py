@@ -140,9 +140,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def create_scratch(base: str) -> str:
+def create_scratch(base: str, label: str = "workspace") -> str:
     """A new, migrated database on the same server; returns its conninfo."""
-    name = f"pgchat_bench_workspace_{os.getpid()}"
+    name = f"pgchat_bench_{label}_{os.getpid()}"
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(str(name)))
