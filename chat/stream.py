@@ -27,7 +27,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from importlib import import_module
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from asgiref.sync import ThreadSensitiveContext
@@ -97,7 +97,9 @@ async def _open_feed(scope: Scope, slug: str) -> Feed:
         raise Refused(400, f"bad request: {exc}".splitlines()[0][:200]) from None
     session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME) or None
     request.session = _session_store()(session_key)  # reads nothing until asked
-    user = SimpleLazyObject(lambda: auth.get_user(request))  # as AuthenticationMiddleware does
+    # Lazy, as AuthenticationMiddleware makes it: a public room's check never reads the
+    # session. The proxy stands in for the user it will load, hence the cast.
+    user = cast(rooms.AnyUser, SimpleLazyObject(lambda: auth.get_user(request)))
     try:
         # One pooled connection for both reads (db.connection() blocks nest).
         async with db.connection():

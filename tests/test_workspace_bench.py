@@ -33,7 +33,7 @@ def run_bench(db_url: str, *extra: str) -> dict[str, Any]:
     return json.loads(completed.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def answers(summary: dict[str, Any]) -> dict[str, tuple]:
+def answers(summary: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
     return {
         row["reading"]: (
             row["rooms_listed"],
