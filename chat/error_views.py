@@ -49,7 +49,7 @@ def respond(request: HttpRequest | None, status: int, message: str) -> HttpRespo
     try:
         # A 500 may come from the database being away: render without the request's context
         # (no session or user to look up) so the page itself cannot fail the same way.
-        html = render_to_string("error.html", context, None if status >= 500 else request)
+        html: str = render_to_string("error.html", context, None if status >= 500 else request)
     except Exception:
         logger.exception("the error page for %s failed to render", status)
         html = f"<!doctype html><title>{status}</title><h1>{TITLES.get(status, 'Error')}</h1>"

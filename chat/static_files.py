@@ -30,9 +30,10 @@ class StaticFiles(WhiteNoiseMiddleware):  # type: ignore[misc]  # whitenoise has
 
     def __init__(self, get_response: GetResponse, *args: Any, **kwargs: Any) -> None:
         super().__init__(get_response, *args, **kwargs)
+        self.get_response: GetResponse = get_response
         markcoroutinefunction(self)
 
-    async def __call__(self, request: HttpRequest) -> HttpResponseBase:  # type: ignore[override]
+    async def __call__(self, request: HttpRequest) -> HttpResponseBase:
         path = request.path_info
         found = self.find_file(path) if self.autorefresh else self.files.get(path)
         if found is None:

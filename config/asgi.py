@@ -28,7 +28,7 @@ from chat.body_limit import BodyLimit  # noqa: E402
 from chat.listener import get_listener  # noqa: E402
 
 # Bodies are bounded in size and time before Django reads them (chat/body_limit.py).
-django_application = BodyLimit(_django)
+django_application = BodyLimit(_django)  # type: ignore[arg-type]  # Mapping vs dict
 
 logger = logging.getLogger("pgchat.asgi")
 Scope = dict[str, Any]

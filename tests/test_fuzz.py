@@ -209,7 +209,7 @@ def test_once_failing_inputs(
     target: Server = request.getfixturevalue("debug_server" if debug else "server")
     with httpx.Client(base_url=target.url, timeout=DEADLINE) as anonymous:
         anonymous.get("/accounts/login/")  # the CSRF cookie, and nothing else
-        headers = {"X-CSRFToken": anonymous.cookies.get("csrftoken", "")}
+        headers = {"X-CSRFToken": anonymous.cookies.get("csrftoken") or ""}
         if content_type:
             headers["Content-Type"] = content_type
         response = anonymous.request(method, path, content=body, headers=headers)
