@@ -34,6 +34,10 @@ def message_text(data: dict[str, Any]) -> str:
     return text
 
 
+# Said by the form's own check, and by the view when a create loses a race to another.
+SLUG_TAKEN = "This address is already taken."
+
+
 # [type-arg] below: both forms are generic in django-stubs only; subscripting them would fail
 # at runtime without django-stubs-ext's monkeypatch, a runtime dependency for the types alone.
 class SignUpForm(UserCreationForm):  # type: ignore[type-arg]
@@ -46,6 +50,8 @@ class SignUpForm(UserCreationForm):  # type: ignore[type-arg]
 
 class RoomForm(forms.ModelForm):  # type: ignore[type-arg]
     """Create a room; the view makes its creator its owner and first member."""
+
+    TAKEN = SLUG_TAKEN
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("label_suffix", "")
@@ -63,6 +69,7 @@ class RoomForm(forms.ModelForm):  # type: ignore[type-arg]
         model = Room
         fields = ["slug", "title", "is_private"]
         labels = {"slug": "Address", "is_private": "Private room"}
+        error_messages = {"slug": {"unique": SLUG_TAKEN}}
         # Django renders help texts as HTML (|safe): write "&lt;", never a bare "<".
         help_texts = {
             "slug": "Letters, digits, - and _: the room will be at /rooms/&lt;address&gt;/.",
