@@ -397,7 +397,7 @@ async def test_private_room_refuses_non_members_everywhere(
         async with Browserless(server.url) as person:
             if username is not None:
                 await person.login(username)
-            results = []
+            results: list[tuple[int, Any]] = []
             for url in urls:
                 async with person.client.stream("GET", url) as response:
                     if response.status_code == 200:  # the stream never ends: don't read it
