@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from confusable_homoglyphs import confusables
 from django import forms
 from django.contrib.auth.forms import UserCreationForm
 from django.core.exceptions import ValidationError
@@ -46,6 +47,20 @@ class SignUpForm(UserCreationForm):  # type: ignore[type-arg]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("label_suffix", "")  # "Username", not "Username:", as on log in
         super().__init__(*args, **kwargs)
+
+    def clean_username(self) -> str:
+        """Django's field has already NFKC-normalised the name (a full-width A is an A), and
+        its form refuses one differing only in case. Refused here too: a name mixing scripts
+        with letters that look like another script's ("alice" with a Cyrillic a, U+0430), made
+        to pass for someone else. A name in one script, any script, is welcome."""
+        username = super().clean_username()  # falsy when refused already
+        if username and confusables.is_dangerous(username):
+            raise ValidationError(
+                "This name mixes alphabets with look-alike letters (such as a Cyrillic "
+                "\u201c\u0430\u201d among Latin ones). Use letters of one alphabet.",
+                code="confusable",
+            )
+        return username
 
 
 class RoomForm(forms.ModelForm):  # type: ignore[type-arg]

@@ -375,6 +375,40 @@ async def test_markup_in_a_message_is_shown_as_text_and_never_runs(
     assert await page.evaluate("typeof window.__inline") == "undefined"
 
 
+@browser_test
+async def test_a_bidi_override_in_a_name_shows_as_written(
+    open_page: OpenPage, room: Room, alice: AbstractUser, db_url: str
+) -> None:
+    """A psql author "adm<U+202E>nim" once displayed as "admmin" (issue 11, point 9): its
+    characters must appear left to right as written, its control shown, not obeyed; the
+    name and the text are isolated from the line around them."""
+    await psql(
+        db_url,
+        "INSERT INTO chat_chatmessage (room_id, author, text) "
+        f"VALUES ('{room.slug}', E'adm\\u202Enim', E'\\u202Ereversed text')",
+    )
+    page = await open_page(alice)
+    await enter_room(page, room)
+    author = messages(page).first.locator(".author")
+    await expect(author).to_have_text("adm[U+202E]nim")
+    # Where each character is drawn: strictly left to right, so "nim" is not "min".
+    lefts: list[float] = await author.evaluate(
+        """node => {
+            const text = node.firstChild, range = document.createRange(), lefts = [];
+            for (let i = 0; i < text.length; i++) {
+                range.setStart(text, i);
+                range.setEnd(text, i + 1);
+                lefts.push(range.getBoundingClientRect().left);
+            }
+            return lefts;
+        }"""
+    )
+    assert lefts == sorted(lefts), lefts
+    assert len(set(lefts)) == len(lefts), lefts
+    assert await author.evaluate("node => node.tagName") == "BDI"
+    assert await texts(page).first.get_attribute("dir") == "auto"
+
+
 def _csp_directives(header: str) -> dict[str, list[str]]:
     directives = (part.split() for part in header.split(";") if part.strip())
     return {name.lower(): sources for name, *sources in directives}
