@@ -3,7 +3,8 @@
 - ``lifespan``: starts and stops the listener and the read pool (Django answers only
   ``http``). Each hypercorn worker process runs it once: one listener, one pool per process.
 - ``http``: the event streams go to their own small ASGI endpoints (``ROUTES``; chat/stream.py
-  says why); every other path goes to Django.
+  says why); every other path goes to Django, behind chat/body_limit.py's guard (bodies
+  bounded in size and time before Django reads them).
 """
 
 from __future__ import annotations
