@@ -5,32 +5,16 @@ depend on the machine (`make bench` reports them)."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 
-from .servers import PROJECT_DIR
-
-BENCH_TIMEOUT_SECONDS = 180
+from .servers import run_bench
 
 
 @pytest.mark.slow
 def test_the_writers_bench_runs_every_variant(db_url: str) -> None:
-    argv = [sys.executable, "-m", "bench.writers", "--writers", "1,2", "--seconds", "1"]
-    completed = subprocess.run(
-        [*argv, "--subscribers", "4"],
-        cwd=PROJECT_DIR,
-        env={**os.environ, "DATABASE_URL": db_url},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=BENCH_TIMEOUT_SECONDS,
+    summary = run_bench(
+        db_url, "bench.writers", "--writers", "1,2", "--seconds", "1", "--subscribers", "4"
     )
-    assert completed.returncode == 0, completed.stdout + completed.stderr[-4000:]
-    summary = json.loads(completed.stdout.strip().splitlines()[-1])
     cells = {(cell["variant"], cell["writers"]): cell for cell in summary["cells"]}
     variants = ("plain", "notify", "pgchat-1", "pgchat-64")
     assert set(cells) == {(v, w) for v in variants for w in (1, 2)}
