@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from chat.models import ChatMessage, Room
 
-from .helpers import DEADLINE, PASSWORD, session_cookies, unique
+from .helpers import DEADLINE, PASSWORD, SERVER_SESSIONS, session_cookies, sessions, unique
 from .servers import Server, wait_for_server_backends_gone
 
 FUZZ = settings(
@@ -40,10 +40,11 @@ junk = st.one_of(
 @pytest.fixture(scope="module")
 def debug_server(db_url: str) -> Iterator[Server]:
     """A second server with DEBUG=true: a developer's, still never a 500 for a client."""
+    before = len(sessions(db_url, SERVER_SESSIONS))  # other servers' (as make_server counts)
     srv = Server(db_url, env={"DEBUG": "true"}).start()
     yield srv
     srv.stop()
-    wait_for_server_backends_gone(db_url, leave=2)  # the session's server's sessions stay
+    wait_for_server_backends_gone(db_url, leave=before)
 
 
 @pytest.fixture(scope="module")
