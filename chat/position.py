@@ -142,7 +142,8 @@ def _snapshot(numbers: list[int]) -> tuple[Snapshot, list[int]]:
     xmin, span, count = numbers[:3]
     if count > MAX_XIP or len(numbers) < 3 + count:
         raise InvalidPosition("Last-Event-ID has a bad in-flight list")
-    xip, previous = [], xmin
+    xip: list[int] = []
+    previous = xmin
     for gap in numbers[3 : 3 + count]:
         if xip and gap == 0:
             raise InvalidPosition("Last-Event-ID lists a transaction twice")

@@ -4,6 +4,7 @@ bounded by the transactions in flight; and its snapshot logic agrees with Postgr
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 import psycopg
@@ -64,10 +65,8 @@ def test_random_bytes_never_crash() -> None:
             rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
             for _ in range(rng.randrange(0, 40))
         )
-        try:
+        with contextlib.suppress(InvalidPosition):
             decode(token)
-        except InvalidPosition:
-            pass
 
 
 def test_size_depends_on_transactions_in_flight_only() -> None:
@@ -84,7 +83,8 @@ def test_union_and_visibility() -> None:
     u = a.union(b)
     for t in range(1, 30):
         assert u.visible(t) == (a.visible(t) or b.visible(t)), t
-    assert u.covers(a) and u.covers(b)
+    assert u.covers(a)
+    assert u.covers(b)
     assert not a.covers(b)
 
 
