@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 
 import httpx
@@ -21,7 +22,7 @@ from chat.models import Room
 from chat.position import MAX_TOKEN_CHARS, decode
 
 from .helpers import DEADLINE, session_cookies, unique
-from .servers import Server, insert_sql, psql
+from .servers import Browserless, Server, insert_sql, psql
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
@@ -228,3 +229,141 @@ async def test_a_long_absence_replays_in_pages_in_each_rooms_order(
         ]
     finally:
         await again.aclose()
+
+
+async def test_membership_changes_reach_open_streams_on_every_worker(
+    make_server: Callable[..., Server], db_url: str, member: AbstractUser
+) -> None:
+    """Join, member added, member removed, leave: written with psql, carried (or no longer)
+    by every open stream at once, whichever of two workers holds it."""
+    server = make_server(workers=2)
+    home, public, private = await sync_to_async(
+        lambda: (make_room(), make_room(), make_room(private=True))
+    )()
+    mine = {home.slug, public.slug, private.slug}
+    await join(db_url, member, home.slug)
+    cookies = await session_cookies(server.url, member.username)
+    streams = [await open_events(server, cookies) for _ in range(4)]
+    try:
+
+        async def everyone(done: Callable[[Event], bool]) -> list[list[tuple[str, str, str]]]:
+            got = await asyncio.gather(*(until(s, done, mine) for s in streams))
+            return [[(e.name, e.json()["room"], e.json().get("text", "")) for e in g] for g in got]
+
+        def is_event(name: str, room: str) -> Callable[[Event], bool]:
+            return lambda e: e.name == name and e.json()["room"] == room
+
+        for room in (public.slug, private.slug):  # a join, and an owner adding a member
+            await join(db_url, member, room)
+            # A join also starts the user's read position in the room (migration 0007).
+            assert await everyone(is_event("room.read", room)) == [
+                [("room.joined", room, ""), ("room.read", room, "")]
+            ] * len(streams)
+            await psql(db_url, insert_sql(room, f"hello {room}"))
+            assert await everyone(text_is(f"hello {room}")) == [
+                [("message.created", room, f"hello {room}")]
+            ] * len(streams)
+
+        for room in (private.slug, public.slug):  # a member removed, and a leave
+            await psql(
+                db_url,
+                f"DELETE FROM chat_room_members WHERE room_id = '{room}' AND user_id = {member.pk}",
+            )
+            written = time.time()
+            left = await asyncio.gather(
+                *(until(s, is_event("room.left", room), mine) for s in streams)
+            )
+            for events in left:
+                assert [(e.name, e.json()) for e in events] == [("room.left", {"room": room})]
+                assert events[0].received_at - written < 1.0
+            await psql(db_url, insert_sql(room, "not for you"), insert_sql(home.slug, f"m {room}"))
+            assert await everyone(text_is(f"m {room}")) == [
+                [("message.created", home.slug, f"m {room}")]
+            ] * len(streams)
+    finally:
+        for stream in streams:
+            await stream.aclose()
+
+
+async def test_read_position_moves_reach_the_users_streams(
+    server: Server, db_url: str, member: AbstractUser, two_rooms: tuple[str, str]
+) -> None:
+    a, b = two_rooms
+    stream = await open_events(server, await session_cookies(server.url, member.username))
+    try:
+        await psql(db_url, insert_sql(a, "to read"))
+        cursor = (await until(stream, text_is("to read"), {a, b}))[-1]
+        async with Browserless(server.url) as client:
+            await client.login(member.username)
+            latest = (await client.client.get("/me/rooms")).json()["rooms"]
+            end = next(r["latest"] for r in latest if r["slug"] == a)
+            moved = await client.request("POST", f"/rooms/{a}/read", json={"cursor": end})
+            assert moved.status_code == 200, moved.text
+        got = await until(stream, lambda e: e.name == "room.read", {a, b})
+        assert [(e.name, e.json()) for e in got] == [("room.read", {"room": a, "cursor": end})]
+        assert cursor.id is not None
+    finally:
+        await stream.aclose()
+
+
+async def test_logging_out_or_deactivation_ends_the_stream(
+    server: Server, db_url: str, make_user: Callable[..., AbstractUser]
+) -> None:
+    leaving = await sync_to_async(make_user)("leaving")
+    async with Browserless(server.url) as client:
+        await client.login(leaving.username)
+        stream = await open_events(server, dict(client.client.cookies.items()))
+        assert (await client.request("POST", "/accounts/logout/")).status_code in (200, 302)
+        with pytest.raises(EOFError):
+            async with asyncio.timeout(DEADLINE):
+                while True:
+                    await stream.next_event()
+        await stream.aclose()
+    deactivated = await sync_to_async(make_user)("deactivated")
+    stream = await open_events(server, await session_cookies(server.url, deactivated.username))
+    await psql(db_url, f"UPDATE auth_user SET is_active = false WHERE id = {deactivated.pk}")
+    with pytest.raises(EOFError):
+        async with asyncio.timeout(DEADLINE):
+            while True:
+                await stream.next_event()
+    await stream.aclose()
+
+
+async def test_a_500_room_users_token_is_as_small_as_anyones(
+    server: Server, db_url: str, make_user: Callable[..., AbstractUser]
+) -> None:
+    """The token holds a snapshot (transactions in flight), never a cursor per room."""
+    busy, quiet = await sync_to_async(lambda: (make_user("busy"), make_user("quiet")))()
+    prefix = unique("many")
+    await psql(
+        db_url,
+        f"INSERT INTO chat_room (slug, title) SELECT '{prefix}-' || i, 'many' "
+        "FROM generate_series(1, 500) i",
+        f"INSERT INTO chat_room_members (room_id, user_id) SELECT '{prefix}-' || i, {busy.pk} "
+        "FROM generate_series(1, 500) i",
+        f"INSERT INTO chat_room_members (room_id, user_id) VALUES ('{prefix}-1', {quiet.pk})",
+    )
+    rooms = {f"{prefix}-{i}" for i in range(1, 501)}
+    held = [await psycopg.AsyncConnection.connect(db_url) for _ in range(5)]
+    busy_stream = await open_events(server, await session_cookies(server.url, busy.username))
+    quiet_stream = await open_events(server, await session_cookies(server.url, quiet.username))
+    try:
+        for i, conn in enumerate(held):  # transactions in flight: the token lists them
+            await conn.execute(insert_sql(f"{prefix}-{i + 2}", "held"))
+        await psql(db_url, *(insert_sql(f"{prefix}-{i}", f"r{i}") for i in range(1, 501, 7)))
+        await psql(db_url, insert_sql(f"{prefix}-1", "last"))
+        busy_token = (await until(busy_stream, text_is("last"), rooms))[-1].id
+        quiet_token = (await until(quiet_stream, text_is("last"), rooms))[-1].id
+        assert busy_token is not None
+        assert quiet_token is not None
+        assert len(busy_token) < 200, busy_token  # far below the 2 KB a token may have
+        assert abs(len(busy_token) - len(quiet_token)) <= 8, (busy_token, quiet_token)
+        position = decode(busy_token)
+        assert position is not None
+        assert len(position.done.xip) >= len(held)
+    finally:
+        for conn in held:
+            await conn.rollback()
+            await conn.close()
+        await busy_stream.aclose()
+        await quiet_stream.aclose()
