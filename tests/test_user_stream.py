@@ -138,6 +138,7 @@ async def test_live_events_of_every_joined_room_carry_the_room(
     stream = await open_events(server, await session_cookies(server.url, member.username))
     try:
         assert stream.headers["content-type"] == "text/event-stream"
+        assert (await server.health_async())[1]["user_streams"] >= 1
         await until_heartbeat(stream)  # the open's position block came before it
         assert stream.last_event_id is not None
         assert stream.last_event_id.startswith("p1.")
