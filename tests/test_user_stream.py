@@ -480,3 +480,40 @@ async def test_a_stuck_stream_is_dropped_and_resumes_from_its_last_token(
         ]
     finally:
         await resumed.aclose()
+
+
+async def test_an_idle_streams_token_moves_with_the_log(
+    server: Server, db_url: str, member: AbstractUser, two_rooms: tuple[str, str], room: Room
+) -> None:
+    """Writes elsewhere move an idle stream's position (an id-only block with a keepalive),
+    so its resume reads less log; resuming from it repeats nothing."""
+    a, b = two_rooms
+    cookies = await session_cookies(server.url, member.username)
+    stream = await open_events(server, cookies)
+    await until_heartbeat(stream)
+    opened = stream.last_event_id
+    assert opened is not None
+    await psql(db_url, insert_sql(room.slug, "not the member's room"))
+
+    async def moved() -> bool:
+        with contextlib.suppress(TimeoutError):
+            await stream.next_event(timeout=0.2)
+        return stream.last_event_id != opened
+
+    await wait_until_async(moved)
+    token = stream.last_event_id
+    await stream.aclose()
+    assert token is not None
+    before, after = decode(opened), decode(token)
+    assert before is not None
+    assert after is not None
+    assert after.done.covers(before.done)
+    assert after.done != before.done
+    resumed = await open_events(server, cookies, last_event_id=token)
+    try:
+        await psql(db_url, insert_sql(a, "marker"))
+        assert summary(await until(resumed, text_is("marker"), {a, b, room.slug})) == [
+            ("message.created", a, "marker")
+        ]
+    finally:
+        await resumed.aclose()
