@@ -517,3 +517,24 @@ async def test_an_idle_streams_token_moves_with_the_log(
         ]
     finally:
         await resumed.aclose()
+
+
+async def test_a_deleted_room_is_left(
+    server: Server, db_url: str, member: AbstractUser, two_rooms: tuple[str, str]
+) -> None:
+    a, b = two_rooms
+    stream = await open_events(server, await session_cookies(server.url, member.username))
+    try:
+        # As the admin deletes it (Django deletes its member rows first: no cascade in SQL).
+        await sync_to_async(lambda: Room.objects.filter(slug=a).delete())()
+        await psql(db_url, insert_sql(b, "marker"))
+        assert summary_of_any(await until(stream, text_is("marker"), {a, b})) == [
+            ("room.left", a),
+            ("message.created", b),
+        ]
+    finally:
+        await stream.aclose()
+
+
+def summary_of_any(events: list[Event]) -> list[tuple[str, str]]:
+    return [(e.name, e.json()["room"]) for e in events]
