@@ -151,9 +151,10 @@ class UserFeeds:
             self._position = await _now(conn)
             return
         self._count("log_reads", 1)
-        window = await history.changes_since(conn, self._position, self.fanout.rooms)
+        previous = self._position
+        window = await history.changes_since(conn, previous, self.fanout.rooms)
         self._position = window.target
-        self.fanout.publish_window(window)
+        self.fanout.publish_window(window, previous)
 
     async def _settle_rooms(self, conn: psycopg.AsyncConnection[Any], users: set[int]) -> None:
         """Make these users' streams carry exactly the rooms they joined and may read."""
