@@ -84,7 +84,8 @@ class UserFeeds:
         the snapshot its replay of ``since`` must reach (everything visible there counts as
         given to the stream from now on)."""
         assert viewer.user_id is not None
-        async with self._lock, db.connection() as conn:
+        # The connection first: waiting for a busy pool must not hold up the listener.
+        async with db.connection() as conn, self._lock:
             now = await _now(conn)
             if since is not None and since.whole.xmax > now.xmax:
                 # Not one of this database's tokens (forged, or from before a restore): it
