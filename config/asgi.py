@@ -25,7 +25,7 @@ django_application = ASGIStaticFilesHandler(get_asgi_application())
 
 from django.conf import settings  # noqa: E402
 
-from chat import db, heap, metrics, shutdown_noise, stream  # noqa: E402
+from chat import db, heap, metrics, shutdown_noise, stream, user_stream  # noqa: E402
 from chat.listener import get_listener  # noqa: E402
 
 logger = logging.getLogger("pgchat.asgi")
@@ -39,6 +39,7 @@ STARTUP_WAIT_SECONDS = 10.0  # serve only once LISTEN is up, unless the database
 # keyword arguments. Slugs as Django's <slug:...> converter matches them.
 ROUTES: list[tuple[re.Pattern[str], Endpoint]] = [
     (re.compile(r"/rooms/(?P<slug>[-a-zA-Z0-9_]+)/events"), stream.room_events),
+    (re.compile(r"/events"), user_stream.user_events),
 ]
 
 
