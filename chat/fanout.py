@@ -171,6 +171,11 @@ class UserFanOut:
     def rooms(self) -> list[str]:
         return sorted(self._by_room)
 
+    @property
+    def stream_count(self) -> int:
+        """Open ``/events`` streams (for /healthz: a browser's tabs share one)."""
+        return sum(len(subs) for subs in self._by_user.values())
+
     def subscriptions(
         self, *, user: int | None = None, room: str | None = None
     ) -> list[UserSubscription]:

@@ -14,11 +14,11 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.templatetags.static import static
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_http_methods
 
-from . import db, history, metrics, rooms, stream
+from . import db, history, metrics, rooms, stream, user_stream
 from .forms import RoomForm, SignUpForm
 from .jsonapi import dispatch
 from .limits import limit_form_posts
@@ -133,7 +133,7 @@ def _render_room(request: HttpRequest, room: Room, page: history.Page) -> HttpRe
         "urls": {
             "events": stream.room_events_url(room.slug),
             "messages": reverse("room_messages", args=[room.slug]),
-            "user_events": _user_events_url() if user.is_authenticated else None,
+            "user_events": user_stream.user_events_url() if user.is_authenticated else None,
             "worker": static("chat/shared-worker.js"),
         },
     }
@@ -151,10 +151,3 @@ def _room_name(user: rooms.AnyUser, room: Room) -> str:
             return str(other)
     return room.display_name
 
-
-def _user_events_url() -> str | None:
-    """The one-stream-per-user endpoint, where this server has it (else the room's own)."""
-    try:
-        return reverse("user_events")
-    except NoReverseMatch:
-        return None
