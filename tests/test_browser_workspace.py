@@ -10,7 +10,6 @@ tests/test_browser.py.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Callable
 
@@ -20,7 +19,7 @@ from playwright.async_api import BrowserContext, Page, expect
 
 from chat.models import Room
 
-from .helpers import DEADLINE, unique, wait_until_async
+from .helpers import unique, wait_until_async
 from .servers import OUTPUT_DIR, Server, insert_sql, psql
 from .test_browser import (  # fixtures and helpers, not tests
     OpenPage,
@@ -214,8 +213,11 @@ async def test_five_tabs_share_one_stream_and_survive_losing_its_holder(
     errors: list[str] = []
     await first.close()
     pages = await tabs(context, alpha, 5, errors)
-    await wait_until_async(lambda: _equals(user_streams(srv), 1), what="one /events stream")
+    await wait_until_async(lambda: streams_are(srv, 1), what="one /events stream")
     assert await user_streams(srv) == 1
+    await psql(db_url, insert_sql(alpha.slug, "before the hand-over"))  # every tab has a token
+    for page in pages:
+        await expect(message(page, "before the hand-over")).to_have_count(1)
 
     if kind == "leader-tab":
         leaders = [
@@ -247,13 +249,15 @@ async def test_five_tabs_share_one_stream_and_survive_losing_its_holder(
         db_url, insert_sql(alpha.slug, "after the hand-over")
     )  # a duplicate would precede it
     for page in remaining:
-        await expect(texts(page)).to_have_text(["during the hand-over", "after the hand-over"])
-    await wait_until_async(lambda: _equals(user_streams(srv), 1), what="still one stream")
+        await expect(texts(page)).to_have_text(
+            ["before the hand-over", "during the hand-over", "after the hand-over"]
+        )
+    await wait_until_async(lambda: streams_are(srv, 1), what="still one stream")
     assert not errors, errors
 
 
-async def _equals(count: object, expected: int) -> bool:
-    return await count == expected  # type: ignore[misc]
+async def streams_are(server: Server, count: int) -> bool:
+    return await user_streams(server) == count
 
 
 # -- notifications ---------------------------------------------------------------------------

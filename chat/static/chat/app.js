@@ -20,7 +20,8 @@ import { ReadState } from "./readstate.js";
 import { openRoomStream } from "./room-stream.js";
 import { Sidebar, roomName } from "./sidebar.js";
 
-const FILL_PAGES_MAX = 20; // 20 x 500 changes; beyond that a reload is the better catch-up
+const FILL_PAGE = 200; // the history API's largest page (chat/messages_api.py HISTORY_LIMIT_MAX)
+const FILL_PAGES_MAX = 20; // 20 x 200 changes; beyond that a reload is the better catch-up
 
 const boot = JSON.parse(document.getElementById("chat-boot").textContent);
 const user = boot.user;
@@ -74,7 +75,7 @@ if (!shared || !current.joined) showPreview(); // the room's own stream
 async function fill() {
   const slug = current.slug;
   for (let page = 0; page < FILL_PAGES_MAX; page += 1) {
-    const result = await api("GET", `${roomUrl(slug, "messages")}?after=${current.cursor}&limit=500`);
+    const result = await api("GET", `${roomUrl(slug, "messages")}?after=${current.cursor}&limit=${FILL_PAGE}`);
     if (!result.ok || slug !== current.slug || preview) return;
     for (const change of result.data.changes) list.upsert(change.message);
     const done = !result.data.has_more;
