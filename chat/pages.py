@@ -121,11 +121,12 @@ def _render_room(request: HttpRequest, room: Room, page: history.Page) -> HttpRe
         "user": {"id": user.pk, "name": user.get_username(), "is_staff": bool(user.is_staff)}
         if user.is_authenticated
         else None,
-        # The public rooms, for the sidebar's "Browse rooms" (it leaves out the joined ones).
+        # The newest public rooms, for the sidebar's "Browse rooms" (it leaves out the
+        # joined ones).
         "public_rooms": [
             {"slug": slug, "title": title}
             for slug, title in Room.objects.filter(is_private=False, is_direct=False)
-            .order_by("slug")
+            .order_by("-created_at", "slug")
             .values_list("slug", "title")[:PUBLIC_ROOMS_LISTED]
         ]
         if user.is_authenticated
@@ -150,4 +151,3 @@ def _room_name(user: rooms.AnyUser, room: Room) -> str:
         if other:
             return str(other)
     return room.display_name
-

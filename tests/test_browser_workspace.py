@@ -10,6 +10,7 @@ tests/test_browser.py.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
 
@@ -317,3 +318,72 @@ async def test_notifications_are_asked_for_by_a_button_and_raised_for_mentions_w
     assert await page.evaluate("window.__notifications") == [
         {"title": "bea in Beta", "body": f"@{alice.username} look at this"}
     ]
+
+
+# -- members, direct messages, joining -------------------------------------------------------
+
+
+@browser_test
+async def test_owner_adds_and_removes_a_member_who_sees_it_live_and_a_dm_opens_in_the_page(
+    open_page: OpenPage, room: Room, alice: AbstractUser, bob: AbstractUser
+) -> None:
+    """Alice owns a private room: she adds bob from its members panel (his sidebar lists it
+    at once), opens a DM with him from there (both sidebars list it under Direct messages,
+    named by the other person), then removes him (it leaves his sidebar at once)."""
+    secret = await Room.objects.acreate(
+        slug=unique("secret"), title="Secret", is_private=True, owner=alice
+    )
+    await secret.members.aadd(alice)
+    page_a, page_b = await open_page(alice), await open_page(bob)
+    await open_room(page_a, secret)
+    await page_b.goto(f"/rooms/{room.slug}/")  # a public room bob has not joined
+    await expect(page_b.locator("#connection")).to_have_attribute("data-state", "connected")
+    bobs_entry = page_b.locator(f"#sidebar li.room-entry[data-room='{secret.slug}']")
+    await expect(bobs_entry).to_have_count(0)
+
+    panel = page_a.locator("#members")
+    await expect(panel.locator(".member")).to_have_count(1)
+    await panel.get_by_label("Username to add").fill(bob.username)
+    await panel.get_by_role("button", name="Add member").click()
+    await expect(panel.locator(f".member[data-user='{bob.username}']")).to_have_count(1)
+    await expect(bobs_entry).to_have_text("Secret")
+
+    await panel.get_by_role("button", name=f"Direct message {bob.username}").click()
+    await page_a.wait_for_url(re.compile(r"/rooms/dm-\d+-\d+/$"))
+    await expect(page_a.locator("h1")).to_have_text(bob.username)
+    await expect(page_a.locator("#dm-heading")).to_be_visible()
+    await expect(page_a.locator("#my-dms li.current")).to_have_text(bob.username)
+    await expect(page_b.locator("#my-dms li")).to_have_text(alice.username)
+    await send(page_a, f"hi @{bob.username}")
+    await expect(page_b.locator("#my-dms li .unread")).to_have_text("1")
+    await expect(page_b.locator("#my-dms li .mentions")).to_have_text("@1")
+
+    await page_a.go_back()
+    await expect(page_a.locator("h1")).to_have_text("Secret private")
+    remove = page_a.get_by_role("button", name=f"Remove {bob.username}")
+    await remove.click()
+    await expect(panel.locator(f".member[data-user='{bob.username}']")).to_have_count(0)
+    await expect(bobs_entry).to_have_count(0)
+    assert not await secret.members.filter(pk=bob.pk).aexists()
+
+
+@browser_test
+async def test_public_rooms_are_joined_from_browse_and_left_from_the_room(
+    open_page: OpenPage, room: Room, alice: AbstractUser
+) -> None:
+    page = await open_page(alice)
+    home = await asyncio.to_thread(joined_room, alice, "Home")
+    await open_room(page, home)
+    browse = page.locator("#browse")
+    await browse.locator("summary").click()
+    await browse.locator(f"li[data-room='{room.slug}'] button.join").click()
+    await page.wait_for_url(f"**/rooms/{room.slug}/")
+    await expect(page.locator(f"#my-rooms li.current[data-room='{room.slug}']")).to_have_count(1)
+    await expect(browse.locator(f"li[data-room='{room.slug}']")).to_have_count(0)
+    assert await room.members.filter(pk=alice.pk).aexists()
+
+    await page.get_by_role("button", name="Leave room").click()
+    await expect(page.locator(f"#my-rooms li[data-room='{room.slug}']")).to_have_count(0)
+    await expect(browse.locator(f"li[data-room='{room.slug}']")).to_have_count(1)
+    await expect(page.get_by_role("button", name="Join room")).to_be_visible()
+    assert not await room.members.filter(pk=alice.pk).aexists()
