@@ -331,9 +331,9 @@ async def test_owner_adds_and_removes_a_member_who_sees_it_live_and_a_dm_opens_i
     at once), opens a DM with him from there (both sidebars list it under Direct messages,
     named by the other person), then removes him (it leaves his sidebar at once)."""
     secret = await Room.objects.acreate(
-        slug=unique("secret"), title="Secret", is_private=True, owner=alice
+        slug=unique("secret"), title="Secret", is_private=True, owner_id=alice.pk
     )
-    await secret.members.aadd(alice)
+    await secret.members.aadd(alice.pk)
     page_a, page_b = await open_page(alice), await open_page(bob)
     await open_room(page_a, secret)
     await page_b.goto(f"/rooms/{room.slug}/")  # a public room bob has not joined
