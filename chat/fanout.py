@@ -136,6 +136,7 @@ class UserFanOut:
     ) -> UserSubscription:
         sub = UserSubscription(viewer, rooms, delivered, self.queue_size)
         self._by_user.setdefault(sub.user_id, set()).add(sub)
+        metrics.USER_STREAMS.inc()
         for room in rooms:
             self._by_room.setdefault(room, set()).add(sub)
         return sub
@@ -146,8 +147,9 @@ class UserFanOut:
         for room in list(sub.rooms):
             self._forget(sub, room)
         subs = self._by_user.get(sub.user_id)
-        if subs is not None:
-            subs.discard(sub)
+        if subs is not None and sub in subs:
+            subs.remove(sub)
+            metrics.USER_STREAMS.dec()
             if not subs:
                 del self._by_user[sub.user_id]
 
@@ -171,11 +173,6 @@ class UserFanOut:
     def rooms(self) -> list[str]:
         return sorted(self._by_room)
 
-    @property
-    def stream_count(self) -> int:
-        """Open ``/events`` streams (for /healthz: a browser's tabs share one)."""
-        return sum(len(subs) for subs in self._by_user.values())
-
     def subscriptions(
         self, *, user: int | None = None, room: str | None = None
     ) -> list[UserSubscription]:
@@ -197,6 +194,7 @@ class UserFanOut:
     def close_all(self) -> None:
         for sub in self.subscriptions():
             sub.close()
+        metrics.USER_STREAMS.dec(self.count)
         self._by_room.clear()
         self._by_user.clear()
 

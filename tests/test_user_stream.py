@@ -7,6 +7,7 @@ token; against a real server (one or two hypercorn workers), real psql and psyco
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -15,20 +16,26 @@ import httpx
 import psycopg
 import pytest
 from asgiref.sync import sync_to_async
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import AbstractUser
 
 from bench.sse_client import Event, SSEClient, SSEError
 from chat.models import Room
-from chat.position import MAX_TOKEN_CHARS, decode
+from chat.position import MAX_TOKEN_CHARS, Position, Snapshot, decode
+from devtools.embedded_pg import EmbeddedPostgres
 
-from .helpers import DEADLINE, session_cookies, unique
+from .helpers import DEADLINE, PASSWORD, session_cookies, unique, wait_until_async
 from .servers import Browserless, Server, insert_sql, psql
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
 
 async def open_events(
-    server: Server, cookies: dict[str, str], *, last_event_id: str | None = None
+    server: Server,
+    cookies: dict[str, str],
+    *,
+    last_event_id: str | None = None,
+    receive_buffer: int | None = None,
 ) -> SSEClient:
     cookie = "; ".join(f"{name}={value}" for name, value in cookies.items())
     return await SSEClient.open(
@@ -38,6 +45,7 @@ async def open_events(
         headers={"Cookie": cookie},
         last_event_id=last_event_id,
         timeout=DEADLINE,
+        receive_buffer=receive_buffer,
     )
 
 
@@ -52,6 +60,14 @@ async def until(client: SSEClient, done: Callable[[Event], bool], rooms: set[str
             seen.append(event)
             if done(event):
                 return seen
+
+
+async def until_heartbeat(stream: SSEClient) -> None:
+    """Read until a keepalive comment (CHAT_SSE_HEARTBEAT is 1 s on test servers)."""
+    async with asyncio.timeout(DEADLINE):
+        while not stream.comments:
+            with contextlib.suppress(TimeoutError):
+                await stream.next_event(timeout=0.2)
 
 
 async def ended(stream: SSEClient) -> None:
@@ -106,8 +122,12 @@ async def test_anonymous_is_refused_and_bad_tokens_are_400(
             await open_events(server, cookies, last_event_id=bad)
         assert refused.value.status == 400, bad
         assert "error" in json.loads(refused.value.body)
+    ahead = Position(Snapshot(2**40, 2**40)).encode()  # transactions not yet begun
     async with httpx.AsyncClient(base_url=server.url, timeout=DEADLINE, cookies=cookies) as client:
         assert (await client.get("/events?last_event_id=nonsense")).status_code == 400
+        answer = await client.get(f"/events?last_event_id={ahead}")
+        assert answer.status_code == 400
+        assert "ahead" in answer.json()["error"]
         assert (await client.post("/events")).status_code == 405
 
 
@@ -118,6 +138,10 @@ async def test_live_events_of_every_joined_room_carry_the_room(
     stream = await open_events(server, await session_cookies(server.url, member.username))
     try:
         assert stream.headers["content-type"] == "text/event-stream"
+        assert (await server.health_async())[1]["user_streams"] >= 1
+        await until_heartbeat(stream)  # the open's position block came before it
+        assert stream.last_event_id is not None
+        assert stream.last_event_id.startswith("p1.")
         await psql(db_url, insert_sql(a, "in a"), insert_sql(b, "in b"))
         events = await until(stream, text_is("in b"), {a, b})
         assert summary(events) == [
@@ -372,3 +396,124 @@ async def test_a_500_room_users_token_is_as_small_as_anyones(
             await conn.close()
         await busy_stream.aclose()
         await quiet_stream.aclose()
+
+
+async def test_postgres_restart_mid_stream_loses_nothing_and_opens_meanwhile_are_503(
+    make_server: Callable[..., Server], restartable: EmbeddedPostgres
+) -> None:
+    """The stream stays open while PostgreSQL restarts; what committed while the listener
+    was away comes from the log after its last position; an open meanwhile is a JSON 503."""
+    url = restartable.url()
+    server = make_server(url, CHAT_LISTENER_BACKOFF="0.2")
+    name, slug = unique("restarter"), unique("restart")
+    await psql(
+        url,
+        "INSERT INTO auth_user (username, password, is_active, is_staff, is_superuser, "
+        "first_name, last_name, email, date_joined) "
+        f"VALUES ('{name}', '{make_password(PASSWORD)}', true, false, false, '', '', '', now())",
+        f"INSERT INTO chat_room (slug) VALUES ('{slug}')",
+        f"INSERT INTO chat_room_members (room_id, user_id) "
+        f"SELECT '{slug}', id FROM auth_user WHERE username = '{name}'",
+    )
+    cookies = await session_cookies(server.url, name)
+    stream = await open_events(server, cookies)
+    try:
+        await psql(url, insert_sql(slug, "before"))
+        await until(stream, text_is("before"), {slug})
+        await asyncio.to_thread(restartable.stop)
+        await server.wait_health_async(503)
+        with pytest.raises(SSEError) as refused:
+            await open_events(server, cookies)
+        assert refused.value.status == 503
+        assert "error" in json.loads(refused.value.body)
+        await asyncio.to_thread(restartable.ensure_running)
+        for i in range(3):  # likely before the listener is back: only the log has these
+            await psql(url, insert_sql(slug, f"during {i}"))
+        await server.wait_health_async(200)
+        await psql(url, insert_sql(slug, "marker"))
+        got = await until(stream, text_is("marker"), {slug})
+        assert [e.json()["text"] for e in got] == ["during 0", "during 1", "during 2", "marker"]
+    finally:
+        await stream.aclose()
+
+
+async def test_a_stuck_stream_is_dropped_and_resumes_from_its_last_token(
+    make_server: Callable[..., Server], db_url: str, member: AbstractUser
+) -> None:
+    """A client that stops reading overflows its buffer: the server ends its stream rather
+    than hold memory; what it read, then a resume from its last token, is every change once."""
+    server = make_server(CHAT_SUBSCRIBER_QUEUE_SIZE="8")
+    room = (await sync_to_async(make_room)()).slug
+    await join(db_url, member, room)
+    cookies = await session_cookies(server.url, member.username)
+    stuck = await open_events(server, cookies, receive_buffer=4096)  # no read from here on
+    count = 600  # 7 MB: more than the kernel buffers on a loopback connection hold
+    await psql(  # one transaction each (COMMIT in a DO block), 12 kB frames
+        db_url,
+        f"DO $$ BEGIN FOR i IN 0..{count - 1} LOOP "
+        "INSERT INTO chat_chatmessage (room_id, author, text) "
+        f"VALUES ('{room}', 'bulk', i || ' ' || repeat('\u20ac', 3990)); COMMIT; "
+        "END LOOP; END $$",
+    )
+
+    async def dropped() -> bool:
+        return bool((await server.health_async())[1]["counters"].get("slow_drops", 0) >= 1)
+
+    await wait_until_async(dropped)
+    read: list[Event] = []
+    async with asyncio.timeout(DEADLINE):
+        async for event in stuck.events():  # what was sent before the end, then EOF
+            if event.json()["room"] == room:
+                read.append(event)
+    token = stuck.last_event_id
+    assert token is not None
+    resumed = await open_events(server, cookies, last_event_id=token)
+    try:
+        await psql(db_url, insert_sql(room, "marker"))
+        rest = await until(resumed, text_is("marker"), {room})
+        assert read, "the stuck client was sent nothing"
+        assert read[-1].id == token  # whole batches only: the last one ends with its token
+        assert len(read) < count  # it was dropped before the end
+        assert [e.json()["text"].split(" ")[0] for e in read + rest] == [
+            *(str(i) for i in range(count)),
+            "marker",
+        ]
+    finally:
+        await resumed.aclose()
+
+
+async def test_an_idle_streams_token_moves_with_the_log(
+    server: Server, db_url: str, member: AbstractUser, two_rooms: tuple[str, str], room: Room
+) -> None:
+    """Writes elsewhere move an idle stream's position (an id-only block with a keepalive),
+    so its resume reads less log; resuming from it repeats nothing."""
+    a, b = two_rooms
+    cookies = await session_cookies(server.url, member.username)
+    stream = await open_events(server, cookies)
+    await until_heartbeat(stream)
+    opened = stream.last_event_id
+    assert opened is not None
+    await psql(db_url, insert_sql(room.slug, "not the member's room"))
+
+    async def moved() -> bool:
+        with contextlib.suppress(TimeoutError):
+            await stream.next_event(timeout=0.2)
+        return stream.last_event_id != opened
+
+    await wait_until_async(moved)
+    token = stream.last_event_id
+    await stream.aclose()
+    assert token is not None
+    before, after = decode(opened), decode(token)
+    assert before is not None
+    assert after is not None
+    assert after.done.covers(before.done)
+    assert after.done != before.done
+    resumed = await open_events(server, cookies, last_event_id=token)
+    try:
+        await psql(db_url, insert_sql(a, "marker"))
+        assert summary(await until(resumed, text_is("marker"), {a, b, room.slug})) == [
+            ("message.created", a, "marker")
+        ]
+    finally:
+        await resumed.aclose()
