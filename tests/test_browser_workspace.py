@@ -16,11 +16,11 @@ from collections.abc import Callable
 
 import pytest
 from django.contrib.auth.models import AbstractUser
-from playwright.async_api import BrowserContext, Page, expect
+from playwright.async_api import BrowserContext, Page, Route, expect
 
 from chat.models import Room
 
-from .helpers import unique, wait_until_async
+from .helpers import DEADLINE, unique, wait_until_async
 from .servers import OUTPUT_DIR, Server, insert_sql, psql
 from .test_browser import (  # fixtures and helpers, not tests
     OpenPage,
@@ -387,3 +387,71 @@ async def test_public_rooms_are_joined_from_browse_and_left_from_the_room(
     await expect(browse.locator(f"li[data-room='{room.slug}']")).to_have_count(1)
     await expect(page.get_by_role("button", name="Join room")).to_be_visible()
     assert not await room.members.filter(pk=alice.pk).aexists()
+
+
+# -- the shared stream under faults ----------------------------------------------------------
+
+
+@browser_test
+async def test_a_joined_room_catches_up_after_the_server_restarts(
+    open_page: OpenPage,
+    make_server: Callable[..., Server],
+    rooms_of_alice: tuple[Room, Room],
+    alice: AbstractUser,
+    db_url: str,
+) -> None:
+    """The SharedWorker's stream dies with the server; every tab says so, the worker's
+    EventSource resumes with its token, and each tab gets exactly what it missed."""
+    alpha, beta = rooms_of_alice
+    srv = await asyncio.to_thread(make_server)
+    page = await open_page(alice, base_url=srv.url)
+    second = await page.context.new_page()
+    await open_room(page, alpha)
+    await open_room(second, alpha)
+    await send(page, "before the restart")
+    await page.evaluate("window.__samePage = 'still here'")
+
+    await asyncio.to_thread(srv.stop)
+    for tab in (page, second):
+        await expect(tab.locator("#connection")).to_have_attribute("data-state", "reconnecting")
+    missed = [f"missed while down {n}" for n in range(3)]
+    await psql(
+        db_url, *(insert_sql(alpha.slug, text) for text in missed), insert_sql(beta.slug, "b")
+    )
+    await asyncio.to_thread(srv.start)
+    await psql(db_url, insert_sql(alpha.slug, "marker"))  # a late duplicate would precede it
+    for tab in (page, second):
+        await expect(tab.locator("#connection")).to_have_attribute("data-state", "connected")
+        await expect(texts(tab)).to_have_text(["before the restart", *missed, "marker"])
+        await expect(tab.locator(f"#sidebar li[data-room='{beta.slug}'] .unread")).to_have_text("1")
+    assert await page.evaluate("window.__samePage") == "still here"  # not reloaded
+
+
+@browser_test
+async def test_a_joined_room_shows_what_committed_between_render_and_stream_open(
+    open_page: OpenPage, rooms_of_alice: tuple[Room, Room], alice: AbstractUser, db_url: str
+) -> None:
+    """/events starts from "now" for a tab with no token, and the page was rendered earlier:
+    what committed in between is read from the history API after the page's cursor, once.
+    (The leader-tab fallback, so that the page's own request can be held.)"""
+    alpha, _ = rooms_of_alice
+    page = await open_page(alice)
+    await page.context.add_init_script(NO_SHARED_WORKER)
+    held, release = asyncio.Event(), asyncio.Event()
+
+    async def hold(route: Route) -> None:
+        held.set()
+        await release.wait()
+        await route.continue_()
+
+    await page.route("**/events", hold)
+    try:
+        await page.goto(f"/rooms/{alpha.slug}/")
+        await asyncio.wait_for(held.wait(), DEADLINE)
+        await psql(db_url, insert_sql(alpha.slug, "in the gap"))
+    finally:
+        release.set()
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "connected")
+    await expect(texts(page)).to_have_text(["in the gap"])
+    await psql(db_url, insert_sql(alpha.slug, "marker"))  # a second copy would precede it
+    await expect(texts(page)).to_have_text(["in the gap", "marker"])
