@@ -455,3 +455,23 @@ async def test_a_joined_room_shows_what_committed_between_render_and_stream_open
     await expect(texts(page)).to_have_text(["in the gap"])
     await psql(db_url, insert_sql(alpha.slug, "marker"))  # a second copy would precede it
     await expect(texts(page)).to_have_text(["in the gap", "marker"])
+
+
+@browser_test
+async def test_mentions_are_highlighted_for_everyone_and_stay_text(
+    open_page: OpenPage, rooms_of_alice: tuple[Room, Room], alice: AbstractUser, db_url: str
+) -> None:
+    alpha, _ = rooms_of_alice
+    text = f"<b>@{alice.username}</b> and @bob, see ann@example.com"
+    await psql(db_url, insert_sql(alpha.slug, text))
+    anonymous, hers = await open_page(), await open_page(alice)
+    await anonymous.goto(f"/rooms/{alpha.slug}/")
+    await open_room(hers, alpha)
+    await psql(db_url, insert_sql(alpha.slug, f"live @{alice.username}."))
+    for page in (anonymous, hers):
+        await expect(texts(page)).to_have_text([text, f"live @{alice.username}."])
+        mentions = page.locator("#messages .mention")
+        await expect(mentions).to_have_text([f"@{alice.username}", "@bob", f"@{alice.username}"])
+        await expect(page.locator("#messages b")).to_have_count(0)
+    await expect(hers.locator("#messages .mention.me")).to_have_count(2)
+    await expect(anonymous.locator("#messages .mention.me")).to_have_count(0)

@@ -12,7 +12,10 @@ import { joinLeader } from "./leader.js";
 const SEEN_MAX = 2000;
 
 // The same change can reach a tab twice (a new leader resumes from its last token, and
-// tokens are opaque so we cannot compare them): its content is its identity.
+// tokens are opaque so we cannot compare them): a message's content is its identity (every
+// version differs: edited_at, deleted_at). The user's own room.* events are not filtered:
+// joining a room twice is two events with equal content, and a repeated one only makes
+// the sidebar ask /me/rooms again.
 class Seen {
   constructor() {
     this.keys = new Set();
@@ -33,7 +36,9 @@ export function connectShared(url, workerUrl, { onEvent, onState }) {
     if (message.type === "state") onState(message.state);
     if (message.type !== "event") return;
     if (message.id) token = message.id;
-    if (seen.first(message.name, message.data)) onEvent(message.name, message.data);
+    if (!message.name.startsWith("message.") || seen.first(message.name, message.data)) {
+      onEvent(message.name, message.data);
+    }
   };
 
   if (window.SharedWorker) {
