@@ -21,7 +21,7 @@ from playwright.async_api import BrowserContext, Page, Route, expect
 from chat.models import Room
 
 from .helpers import DEADLINE, unique, wait_until_async
-from .servers import OUTPUT_DIR, Server, insert_sql, psql
+from .servers import OUTPUT_DIR, Browserless, Server, insert_sql, psql
 from .test_browser import (  # fixtures and helpers, not tests
     OpenPage,
     alice,
@@ -475,3 +475,46 @@ async def test_mentions_are_highlighted_for_everyone_and_stay_text(
         await expect(page.locator("#messages b")).to_have_count(0)
     await expect(hers.locator("#messages .mention.me")).to_have_count(2)
     await expect(anonymous.locator("#messages .mention.me")).to_have_count(0)
+
+
+@browser_test
+async def test_a_dm_notifies_when_hidden_and_a_hidden_tab_does_not_read(
+    open_page: OpenPage,
+    server: Server,
+    rooms_of_alice: tuple[Room, Room],
+    alice: AbstractUser,
+    bob: AbstractUser,
+    db_url: str,
+) -> None:
+    """A DM raises a notification in a hidden tab (no mention needed), and a hidden tab does
+    not count as reading: the room on screen stays unread until the tab is shown."""
+    alpha, _ = rooms_of_alice
+    page = await open_page(alice)
+    await page.context.add_init_script(RECORD_NOTIFICATIONS)
+    await page.context.grant_permissions(["notifications"])
+    await open_room(page, alpha)
+    await expect(page.get_by_role("button", name="Enable notifications")).to_be_hidden()
+    await page.evaluate("window.__hidden = true")
+
+    async with Browserless(server.url) as person:
+        await person.login(bob.username)
+        opened = await person.request("POST", f"/dm/{alice.username}")
+        assert opened.status_code == 201, opened.text
+        dm = opened.json()["room"]
+        await expect(page.locator(f"#my-dms li[data-room='{dm}']")).to_have_text(bob.username)
+        posted = await person.request("POST", f"/rooms/{dm}/messages", json={"text": "psst"})
+        assert posted.status_code == 201, posted.text
+    await page.wait_for_function("window.__notifications.length > 0")
+    assert await page.evaluate("window.__notifications") == [
+        {"title": bob.username, "body": "psst"}
+    ]
+
+    here = page.locator(f"#sidebar li[data-room='{alpha.slug}'] .unread")
+    await psql(db_url, insert_sql(alpha.slug, "while hidden"))
+    await expect(message(page, "while hidden")).to_have_count(1)
+    await expect(here).to_have_text("1")  # shown in the list, not read: nobody looked
+    await page.evaluate(
+        "window.__hidden = false; document.dispatchEvent(new Event('visibilitychange'))"
+    )
+    await expect(here).to_have_count(0)
+    assert await page.evaluate("window.__notifications.length") == 1  # none for alpha's
