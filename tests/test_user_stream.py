@@ -36,12 +36,13 @@ async def open_events(
     *,
     last_event_id: str | None = None,
     receive_buffer: int | None = None,
+    query: str = "",
 ) -> SSEClient:
     cookie = "; ".join(f"{name}={value}" for name, value in cookies.items())
     return await SSEClient.open(
         server.host,
         server.port,
-        "/events",
+        "/events" + query,
         headers={"Cookie": cookie},
         last_event_id=last_event_id,
         timeout=DEADLINE,
@@ -216,7 +217,8 @@ async def test_a_transaction_over_two_rooms_comes_whole_and_is_not_repeated(
     assert got[0].id is None  # a resume cannot split the transaction
     assert got[1].id is not None
     await stream.aclose()
-    resumed = await open_events(server, cookies, last_event_id=got[1].id)
+    # The query string resumes too (a page rendered with a position).
+    resumed = await open_events(server, cookies, query=f"?last_event_id={got[1].id}")
     try:
         await psql(db_url, insert_sql(a, "marker"))
         assert summary(await until(resumed, text_is("marker"), {a, b})) == [
@@ -517,3 +519,24 @@ async def test_an_idle_streams_token_moves_with_the_log(
         ]
     finally:
         await resumed.aclose()
+
+
+async def test_a_deleted_room_is_left(
+    server: Server, db_url: str, member: AbstractUser, two_rooms: tuple[str, str]
+) -> None:
+    a, b = two_rooms
+    stream = await open_events(server, await session_cookies(server.url, member.username))
+    try:
+        # As the admin deletes it (Django deletes its member rows first: no cascade in SQL).
+        await sync_to_async(lambda: Room.objects.filter(slug=a).delete())()
+        await psql(db_url, insert_sql(b, "marker"))
+        assert summary_of_any(await until(stream, text_is("marker"), {a, b})) == [
+            ("room.left", a),
+            ("message.created", b),
+        ]
+    finally:
+        await stream.aclose()
+
+
+def summary_of_any(events: list[Event]) -> list[tuple[str, str]]:
+    return [(e.name, e.json()["room"]) for e in events]
