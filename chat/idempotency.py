@@ -1,7 +1,7 @@
 """Idempotent posting: a retried ``POST /rooms/<slug>/messages`` with the same
 ``Idempotency-Key`` gets the first answer again and writes nothing.
 
-Upstream:   chat/messages_api.py, for a post carrying the header (chat.js sends one per
+Upstream:   chat/messages_api.py, for a post carrying the header (composer.js sends one per
             message, and the same one when it retries).
 Downstream: ``chat_idempotentpost`` (chat/models.py ``IdempotentPost``), unique per
             (sender, key), holding the first answer's status and body for

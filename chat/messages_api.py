@@ -1,6 +1,6 @@
 """The message API: history as JSON, and posting, editing and deleting messages.
 
-Upstream:   the browser's fetch() calls (chat/static/chat/chat.js), scripts, curl.
+Upstream:   the browser's fetch() calls (chat/static/chat/*.js), scripts, curl.
 Downstream: writes go through the ORM into chat_chatmessage, whose trigger announces them to
             every stream exactly as it announces a write from psql; reads come from the log
             (chat/history.py).

@@ -1,7 +1,7 @@
 """Hop 4, HTTP: the SSE event stream of a room, a small ASGI endpoint beside Django.
 
 Upstream:   chat/feed.py (what the client missed from the log, then the listener's frames).
-Downstream: the browser's EventSource (chat/static/chat/chat.js), or any SSE client.
+Downstream: the browser's EventSource (chat/static/chat/room-stream.js), or any SSE client.
 On failure: a stream that ends (server stopping, database gone mid-replay, error) loses
             nothing: the browser reconnects with Last-Event-ID and the replay fills the gap.
 

@@ -1,6 +1,6 @@
 """The chat people use: a real headless Chromium against a real hypercorn and PostgreSQL.
 
-Hop 5 of the data path (chat/static/chat/chat.js) is only proven by a browser: EventSource's
+Hop 5 of the data path (chat/static/chat/*.js) is only proven by a browser: EventSource's
 own reconnect and Last-Event-ID, textContent versus innerHTML, the CSP the browser enforces,
 focus and keyboard handling. Every test here drives Chromium through Playwright's async API;
 writers are real too (another browser, psql, the Django admin).
@@ -127,7 +127,7 @@ async def open_page(browser: Browser, server: Server) -> AsyncIterator[OpenPage]
     """A page in a fresh browser context (its own cookies), logged in as ``user`` if given.
 
     Any uncaught JavaScript error on any of the test's pages fails the test: a broken
-    chat.js often still renders the server's HTML.
+    the page's JavaScript often still renders the server's HTML.
     """
     contexts: list[BrowserContext] = []
     errors: list[str] = []
@@ -234,7 +234,7 @@ async def send(page: Page, text: str) -> Locator:
 
 
 async def fetch_json(page: Page, method: str, url: str, body: Any = None) -> tuple[int, Any]:
-    """A same-origin fetch() from the page, with its session and CSRF token, as chat.js does."""
+    """A same-origin fetch() from the page, with its session and CSRF token, as api.js does."""
     status, data = await page.evaluate(
         """async ([method, url, body]) => {
             const token = (document.cookie.match(/(?:^|;\\s*)csrftoken=([^;]+)/) || [])[1];
