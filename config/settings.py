@@ -56,7 +56,8 @@ def _database_from_url(url: str, *, transaction_pool: bool = False) -> dict[str,
     except Exception as exc:  # psycopg.ProgrammingError, named loosely to avoid the import
         raise ImproperlyConfigured(f"DATABASE_URL is not a valid PostgreSQL URL: {exc}") from exc
     return {
-        "ENGINE": "django.db.backends.postgresql",
+        # Django's backend, its pool checked by chat/pool_checks.py (chat/pg_backend).
+        "ENGINE": "chat.pg_backend",
         "NAME": params.pop("dbname", "postgres"),
         "USER": params.pop("user", ""),
         "PASSWORD": params.pop("password", ""),
@@ -72,6 +73,7 @@ def _database_from_url(url: str, *, transaction_pool: bool = False) -> dict[str,
                 "min_size": 1,
                 "max_size": int(os.environ.get("CHAT_DB_POOL_SIZE", "8")),
                 "timeout": 10,  # seconds a request waits for a connection, then 503
+                "name": "pgchat-web",  # in psycopg_pool's log lines
             },
             **params,
             # No startup ``options`` (a transaction-pooling PgBouncer refuses them): the
@@ -82,8 +84,10 @@ def _database_from_url(url: str, *, transaction_pool: bool = False) -> dict[str,
         # A named cursor is a server-side object of one session: through a transaction
         # pool the next FETCH may reach another server connection.
         "DISABLE_SERVER_SIDE_CURSORS": transaction_pool,
-        "CONN_HEALTH_CHECKS": True,  # the pool checks a connection before lending it out,
-        # so the first requests after a database restart don't fail on dead connections
+        # Off: Django's check is a round trip per checkout that walks a dead pool with a
+        # back-off; chat/pg_backend checks each connection before lending it out instead,
+        # so the first requests after a restart neither fail nor wait (chat/pool_checks.py).
+        "CONN_HEALTH_CHECKS": False,
     }
 
 
@@ -255,6 +259,9 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
         "pgchat": {"handlers": ["console"], "level": os.environ.get("CHAT_LOG_LEVEL", "INFO")},
+        # The pools' own warnings carry the cause a pool timeout hides: "error connecting in
+        # 'pgchat-web': ... FATAL: ..." (refused, wrong password, server down).
+        "psycopg": {"handlers": ["console"], "level": "WARNING", "propagate": False},
         # Failed log-ins and lockouts (username and address masked), in the same format.
         "axes": {"handlers": ["console"], "level": "WARNING", "propagate": False},
     },

@@ -25,7 +25,7 @@ from chat.models import Room
 from devtools.embedded_pg import EmbeddedPgError, EmbeddedPostgres
 
 from . import pgbouncer
-from .helpers import DEADLINE, unique
+from .helpers import DEADLINE, unique, wait_until
 from .servers import (
     PROJECT_DIR,
     Browserless,
@@ -217,3 +217,26 @@ async def test_pgbouncer_restart_costs_no_request(
           f"POST + history + stream open {answered_seconds:.3f} s", file=sys.stderr)  # fmt: skip
     for stream in [*streams, reopened]:
         await stream.aclose()
+
+
+def test_log_names_the_cause_when_the_pool_cannot_connect(
+    bouncer: pgbouncer.PgBouncer, pooled_env: dict[str, str]
+) -> None:
+    """A pool timeout alone hides why: the log carries the server's refusal itself."""
+    refused = pooled_env["DATABASE_URL"] + " options='-c lock_timeout=5s'"  # as before 0010
+    server = Server(refused, env={**pooled_env, "DATABASE_URL": refused})
+    server.start_without_waiting()
+    try:
+        server.wait_health(503)  # the listener (direct) is up; the pooled reads are refused
+        wait_until(
+            lambda: "unsupported startup parameter: options" in server.log_tail(200),
+            what="the server's log names PgBouncer's refusal",
+        )
+        assert "error connecting in 'pgchat-reader'" in server.log_tail(200)
+    finally:
+        server.stop()
+    # `make run` stopped at migrate with only "couldn't get a connection after 10.00 sec".
+    migrate = _manage({**pooled_env, "DATABASE_URL": refused}, "migrate", "--no-input")
+    assert migrate.returncode != 0
+    assert "error connecting in 'pgchat-web'" in migrate.stderr
+    assert "unsupported startup parameter: options" in migrate.stderr
