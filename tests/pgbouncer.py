@@ -38,10 +38,19 @@ def binary() -> str | None:
 class PgBouncer:
     """One PgBouncer process, restartable on the same port (clients keep their URL)."""
 
-    def __init__(self, cluster: EmbeddedPostgres, *, pool_mode: str = "transaction") -> None:
+    def __init__(
+        self,
+        cluster: EmbeddedPostgres,
+        *,
+        pool_mode: str = "transaction",
+        session_aliases: dict[str, str] | None = None,
+    ) -> None:
+        """``session_aliases``: extra database names served in session mode (alias ->
+        database), as docs/deploy/pgbouncer.ini gives the listeners ``pgchat_listen``."""
         program = binary()
         assert program is not None, "pgbouncer is not installed"
         self.program, self.cluster, self.pool_mode = program, cluster, pool_mode
+        self.session_aliases = session_aliases or {}
         self.port = free_port()
         # In the project, not /tmp: as root the service user must reach it (see conftest).
         self.folder = PROJECT_DIR / ".pgchat" / "test-pgbouncer" / uuid.uuid4().hex[:8]
@@ -113,9 +122,14 @@ class PgBouncer:
         (self.folder / "userlist.txt").write_text(f'"{self.user}" "{self.password}"\n')
         (self.folder / "pgbouncer.ini").write_text(
             "[databases]\n"
+            + "".join(
+                f"{alias} = host={self._backend_host} port={self._backend_port}"
+                f" dbname={dbname} pool_mode=session\n"
+                for alias, dbname in self.session_aliases.items()
+            )
             # Any database name the client asks for, on the embedded server (each test
             # run migrates its own test_<name>_<pid>).
-            f"* = host={self._backend_host} port={self._backend_port}\n"
+            + f"* = host={self._backend_host} port={self._backend_port}\n"
             "[pgbouncer]\n"
             "listen_addr = 127.0.0.1\n"
             f"listen_port = {self.port}\n"

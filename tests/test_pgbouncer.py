@@ -25,7 +25,7 @@ from chat.models import Room
 from devtools.embedded_pg import EmbeddedPgError, EmbeddedPostgres
 
 from . import pgbouncer
-from .helpers import DEADLINE, unique, wait_until
+from .helpers import DEADLINE, LISTENER, sessions, unique, wait_until
 from .servers import (
     PROJECT_DIR,
     Browserless,
@@ -58,7 +58,8 @@ def bouncer(db_url: str) -> Iterator[pgbouncer.PgBouncer]:
         embedded = False
     if not embedded:
         _skip_or_fail("the tests use DATABASE_URL, not the embedded server PgBouncer fronts")
-    bouncer = pgbouncer.PgBouncer(cluster).start()
+    name = connection.settings_dict["NAME"]
+    bouncer = pgbouncer.PgBouncer(cluster, session_aliases={f"{name}_listen": name}).start()
     yield bouncer
     bouncer.remove()
 
@@ -240,3 +241,32 @@ def test_log_names_the_cause_when_the_pool_cannot_connect(
     assert migrate.returncode != 0
     assert "error connecting in 'pgchat-web'" in migrate.stderr
     assert "unsupported startup parameter: options" in migrate.stderr
+
+
+async def test_listener_through_a_session_pool_survives_a_pgbouncer_restart(
+    bouncer: pgbouncer.PgBouncer, pooled_env: dict[str, str], room: Room, db_url: str
+) -> None:
+    """docs/deploy.md's other layout: the listener through PgBouncer's session-mode entry.
+    PgBouncer's restart ends the LISTEN session; what was written meanwhile still arrives."""
+    listen_url = bouncer.url(connection.settings_dict["NAME"] + "_listen")
+    before = len(sessions(db_url, LISTENER))
+    server = Server(
+        pooled_env["DATABASE_URL"], env={**pooled_env, "CHAT_LISTEN_DATABASE_URL": listen_url}
+    )
+    server.start()
+    try:
+        stream = await server.stream(room.slug)
+        await psql(db_url, insert_sql(room.slug, "before"))
+        assert (await stream.next_event(DEADLINE)).json()["text"] == "before"
+        await asyncio.to_thread(bouncer.restart)
+        await psql(db_url, insert_sql(room.slug, "during"))  # the listener may be away
+        await server.wait_health_async(200)  # listening again
+        await psql(db_url, insert_sql(room.slug, "after"))
+        events = await collect(stream, 2)
+        assert [e.json()["text"] for e in events] == ["during", "after"]  # none lost, none twice
+        assert [e.cursor for e in events] == (await logged_seqs(room.slug))[1:]
+        await stream.aclose()
+    finally:
+        server.stop()
+    # Its listener's server connection closes when PgBouncer's idle timeout (5 s) ends it.
+    wait_until(lambda: len(sessions(db_url, LISTENER)) <= before, what="the listener is gone")
