@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from .pool_checks import AsyncCheck
+from .pool_checks import RECONNECT_SECONDS, AsyncCheck, aregrow
 
 POOL_MAX_SIZE = 4  # per process; reads are short single statements
 
@@ -53,6 +53,10 @@ async def open_pool(conninfo: str) -> AsyncConnectionPool:
             # check polls the idle socket: the round trip of check_connection, once per
             # checkout, was a quarter of a stream open's CPU.
             check=check,
+            # While the server is down: a fresh attempt every second or so, not a back-off
+            # that leaves requests waiting seconds after it is back (chat/pool_checks.py).
+            reconnect_timeout=RECONNECT_SECONDS,
+            reconnect_failed=aregrow,
             open=False,
             name="pgchat-reader",
         )

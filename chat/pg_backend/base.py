@@ -20,7 +20,7 @@ from django.db.backends.base.base import NO_DB_ALIAS
 from django.db.backends.postgresql import base
 from psycopg_pool import ConnectionPool
 
-from chat.pool_checks import SyncCheck
+from chat.pool_checks import RECONNECT_SECONDS, SyncCheck, regrow
 
 COPIED_FROM_DJANGO = (5, 2)  # DatabaseWrapper.pool, django/db/backends/postgresql/base.py
 
@@ -49,6 +49,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
                 open=False,  # opened by Django on first use, as its own
                 configure=self._configure_connection,
                 check=check,
+                # A down server is tried about once a second (chat/pool_checks.py).
+                reconnect_timeout=RECONNECT_SECONDS,
+                reconnect_failed=regrow,
                 **(pool_options if isinstance(pool_options, dict) else {}),
             )
             check.pool = pool
