@@ -302,3 +302,51 @@ async def test_requests_answer_within_a_second_or_so_after_a_pgbouncer_outage(
     print(f"\nafter a {OUTAGE_SECONDS:.0f} s PgBouncer outage: first request {seconds:.3f} s")
     assert response.status_code == 200, pooled.log_tail()
     assert seconds < 3.0, "the pools waited out their back-off after PgBouncer was back"
+
+
+async def test_postgres_restart_behind_pgbouncer_costs_no_request(
+    scratch_cluster: EmbeddedPostgres,
+) -> None:
+    """PostgreSQL restarts behind PgBouncer: the app's connections to PgBouncer live on,
+    PgBouncer's to PostgreSQL die. The next requests answer; the stream misses nothing."""
+    if pgbouncer.binary() is None:
+        _skip_or_fail("pgbouncer is not installed (Debian: apt-get install pgbouncer)")
+    scratch_cluster.ensure_running()
+    direct = scratch_cluster.url()
+    migrate = _manage({"DATABASE_URL": direct}, "migrate", "--no-input", "-v0")
+    assert migrate.returncode == 0, migrate.stderr
+    bouncer = pgbouncer.PgBouncer(scratch_cluster).start()
+    env = {
+        "DATABASE_URL": bouncer.url("pgchat"),
+        "CHAT_PGBOUNCER": "transaction",
+        "CHAT_LISTEN_DATABASE_URL": direct,
+        "CHAT_LISTENER_BACKOFF": "0.2",
+    }
+    server = Server(env["DATABASE_URL"], env=env)
+    try:
+        server.start()
+        slug = unique("restart")
+        await psql(direct, f"INSERT INTO chat_room (slug) VALUES ('{slug}')")
+        async with httpx.AsyncClient(base_url=server.url, timeout=DEADLINE) as client:
+            streams = await asyncio.gather(*(server.stream(slug) for _ in range(10)))
+            history = f"/rooms/{slug}/messages"
+            warm = await asyncio.gather(*(client.get(history) for _ in range(8)))
+            assert {r.status_code for r in warm} == {200}
+
+            await asyncio.to_thread(scratch_cluster.stop)
+            await asyncio.to_thread(scratch_cluster.ensure_running)
+            started = time.monotonic()
+            first = await client.get(history)
+            seconds = time.monotonic() - started
+            assert first.status_code == 200, server.log_tail()
+            print(f"\nafter PostgreSQL restarted behind PgBouncer: first request {seconds:.3f} s")
+
+            await server.wait_health_async(200)  # the listener (direct) is back
+            await psql(direct, insert_sql(slug, "after the restart"))
+            for stream in streams:
+                event = await stream.next_event(DEADLINE)
+                assert event.json()["text"] == "after the restart"
+                await stream.aclose()
+    finally:
+        server.stop()
+        bouncer.remove()
