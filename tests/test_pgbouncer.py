@@ -106,6 +106,10 @@ def test_migrate_and_cli_post_through_pgbouncer(
     post = _manage(pooled_env, "chat", "post", room.slug, "from the CLI", "--author", "ops")
     assert post.returncode == 0, post.stderr
     assert post.stdout.startswith("posted message ")
+    # tail: its listener on CHAT_LISTEN_DATABASE_URL, its replay through the pool.
+    tail = _manage(pooled_env, "chat", "tail", room.slug, "--since", "0", "--count", "1")
+    assert tail.returncode == 0, tail.stderr
+    assert "from the CLI" in tail.stdout
 
 
 def test_transaction_pool_without_a_listen_url_is_refused(pooled_env: dict[str, str]) -> None:
