@@ -9,8 +9,8 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
-from django.db import transaction
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
+from django.db import IntegrityError, transaction
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
@@ -49,13 +49,19 @@ def room_list(request: HttpRequest) -> HttpResponse:
 def room_create(request: HttpRequest) -> HttpResponse:
     form = RoomForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        with transaction.atomic():
-            room = form.save(commit=False)
-            room.owner = request.user  # who manages its members (with staff)
-            room.save()
-            room.members.add(request.user)  # in the creator's workspace; a private room's reader
-        messages.success(request, f"Room {room.display_name} created.")
-        return redirect("room", slug=room.slug)
+        room = form.save(commit=False)
+        room.owner = request.user  # who manages its members (with staff)
+        try:
+            with transaction.atomic():
+                # An INSERT, never an UPDATE: the slug is the primary key, so a plain save()
+                # of a slug someone created since the form checked it overwrote *their* room.
+                room.save(force_insert=True)
+                room.members.add(request.user)  # in the creator's workspace; a private reader
+        except IntegrityError:  # that race: the database decided, the other was first
+            form.add_error("slug", RoomForm.TAKEN)
+        else:
+            messages.success(request, f"Room {room.display_name} created.")
+            return redirect("room", slug=room.slug)
     return render(request, "chat/room_create.html", {"form": form})
 
 
@@ -90,7 +96,10 @@ async def room_page(request: HttpRequest, slug: str) -> HttpResponseBase:
     """History up to cursor N, rendered with N, so the page's stream starts exactly there."""
 
     async def show(request: HttpRequest, slug: str) -> HttpResponse:
-        room = await rooms.run_and_release(rooms.readable_room, request.user, slug)
+        try:
+            room = await rooms.run_and_release(rooms.readable_room, request.user, slug)
+        except rooms.RoomNotFound as exc:  # a page: the styled 404 (chat/error_views.py)
+            raise Http404(str(exc)) from None
         async with db.connection() as conn:
             page = await history.recent_messages(
                 conn, room.slug, before=None, limit=HISTORY_LIMIT_DEFAULT

@@ -5,7 +5,8 @@ Downstream: chat/stream.py writes these bytes to every subscriber of the room.
 On failure: nothing to lose; framing is pure.
 
 Each event is framed once and the same ``bytes`` go to every subscriber. ``json.dumps``
-escapes newlines, so a message text can never end a frame early or inject a field.
+escapes newlines, and U+2028, U+2029 and U+0085 are escaped here too, so a message text can
+never end a frame early or inject a field, whatever a client counts as a line break.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from typing import NamedTuple
 
 from .events import ChatEvent
 
+# JSON may carry these raw, but many clients split lines on them (Python's splitlines, some
+# EventSource polyfills, log tools): sent as \u escapes, a data line stays one line.
+_LINE_BREAKS_TO_ESCAPES = {0x2028: "\\u2028", 0x2029: "\\u2029", 0x85: "\\u0085"}
 RECONNECT_MILLISECONDS = 2000
 RETRY = f"retry: {RECONNECT_MILLISECONDS}\n\n".encode()
 KEEPALIVE = b": keepalive\n\n"
@@ -36,6 +40,7 @@ class InvalidCursor(ValueError):
 def encode(event: ChatEvent) -> Frame:
     """The SSE frame of one event: ``id``, ``event`` and a one-line JSON ``data``."""
     data = json.dumps(event.message, ensure_ascii=False, separators=(",", ":"))
+    data = data.translate(_LINE_BREAKS_TO_ESCAPES)
     frame = f"id: {event.seq}\nevent: {event.name}\ndata: {data}\n\n".encode()
     return Frame(event.seq, frame, event)
 

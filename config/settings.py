@@ -15,6 +15,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from psycopg.conninfo import conninfo_to_dict
 
+from config.secret_key import stored_secret_key
 from devtools import embedded_pg
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -91,15 +92,37 @@ def _database_from_url(url: str, *, transaction_pool: bool = False) -> dict[str,
     }
 
 
-DEBUG = _env_bool("DEBUG", True)
+# Off unless asked for: a debug page shows settings and source to whoever triggers it.
+DEBUG = _env_bool("DEBUG", False)
+# The production profile (README, "Running in production"): behind a TLS-terminating proxy.
+CHAT_PRODUCTION = _env_bool("CHAT_PRODUCTION", False)
+if CHAT_PRODUCTION and DEBUG:
+    raise ImproperlyConfigured("CHAT_PRODUCTION=true and DEBUG=true: choose one")
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
-    SECRET_KEY = "django-insecure-pgchat-development-key-do-not-use-in-production"
+    if CHAT_PRODUCTION:
+        raise ImproperlyConfigured("CHAT_PRODUCTION=true needs SECRET_KEY (50+ random characters)")
+    SECRET_KEY = stored_secret_key(BASE_DIR / ".pgchat" / "secret_key")  # generated once
+if CHAT_PRODUCTION and not os.environ.get("ALLOWED_HOSTS", "").strip():
+    raise ImproperlyConfigured("CHAT_PRODUCTION=true needs ALLOWED_HOSTS: the names clients use")
 ALLOWED_HOSTS = [
     h.strip() for h in os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",")
 ]
+if CHAT_PRODUCTION:
+    # The proxy terminates TLS and says so in X-Forwarded-Proto (it must overwrite what a
+    # client sends): Django then knows the request was https, for redirects and CSRF.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]  # the proxy's own probes, over http
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = int(os.environ.get("CHAT_HSTS_SECONDS", "31536000"))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("CHAT_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = _env_bool("CHAT_HSTS_PRELOAD", True)
+# Even with DEBUG=true the debug page masks the database URLs and any URL with a password.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "chat.error_reports.CredentialFilter"
+DEFAULT_EXCEPTION_REPORTER = "chat.error_reports.Reporter"  # never fails on the request
+# Password reset needs mail: without EMAIL_HOST it is not routed at all (config/urls.py).
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "").strip()
 
 
 def _embedded_database_url() -> str:
@@ -144,6 +167,7 @@ INSTALLED_APPS = [
 # beside Django (chat/stream.py), so nothing here can buffer or rewrite a stream's body.
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "chat.static_files.StaticFiles",  # WhiteNoise: right after security, as its docs say
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -195,7 +219,10 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / ".pgchat" / "static"
+# Served by WhiteNoise (chat/static_files.py) from the apps' static folders, indexed at
+# start-up: no collectstatic step. With DEBUG it looks each file up again, so edits show.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # The event stream (chat/stream.py, chat/listener.py).
@@ -250,6 +277,14 @@ AXES_LOCKOUT_CALLABLE = "chat.login_lockout.lockout_response"  # 429 page, Retry
 AXES_DISABLE_ACCESS_LOG = True  # no log of successful log-ins: not needed, personal data
 AXES_VERBOSE = False
 
+# -- Request bodies (chat/body_limit.py, README "Limits") ---------------------------------
+# A body over this many bytes answers 413 before it is read; one that has not fully
+# arrived after CHAT_BODY_TIMEOUT_SECONDS answers 408.
+CHAT_MAX_BODY_BYTES = int(os.environ.get("CHAT_MAX_BODY_BYTES", str(1024 * 1024)))
+CHAT_BODY_TIMEOUT_SECONDS = float(os.environ.get("CHAT_BODY_TIMEOUT_SECONDS", "20"))
+# Django's own limit, equal: the guard has refused anything larger before Django reads it.
+DATA_UPLOAD_MAX_MEMORY_SIZE = CHAT_MAX_BODY_BYTES
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -264,5 +299,9 @@ LOGGING = {
         "psycopg": {"handlers": ["console"], "level": "WARNING", "propagate": False},
         # Failed log-ins and lockouts (username and address masked), in the same format.
         "axes": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        # Every server error with its traceback (Django logs a 500 here with exc_info),
+        # and refused Host headers: with DEBUG off Django itself would only mail admins.
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+        "django.security": {"handlers": ["console"], "level": "ERROR", "propagate": False},
     },
 }

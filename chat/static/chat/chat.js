@@ -107,6 +107,14 @@
     return node;
   }
 
+  // Names come from anyone (psql writes any author): bidirectional controls in one are
+  // shown as their code points, not obeyed, so "adm\u202Enim" cannot pass for "admmin";
+  // the name sits in a <bdi>, so it cannot reorder the line around it either.
+  const BIDI_CONTROLS = /[\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]/g;
+  function shownName(name) {
+    return name.replace(BIDI_CONTROLS, (c) => `[U+${c.codePointAt(0).toString(16).toUpperCase()}]`);
+  }
+
   function render(message) {
     const item = element("li", "message");
     item.dataset.id = String(message.id);
@@ -116,7 +124,7 @@
     if (message.deleted_at) item.classList.add("deleted");
 
     const meta = element("div", "meta");
-    meta.append(element("span", "author", message.author || "—"));
+    meta.append(element("bdi", "author", shownName(message.author || "—")));
     if (message.created_at) {
       const time = element("time", "time", formatTime(message.created_at));
       time.dateTime = message.created_at;
@@ -129,7 +137,9 @@
       meta.append(edited);
     }
     item.append(meta);
-    item.append(element("p", "text", message.deleted_at ? "message deleted" : message.text));
+    const text = element("p", "text", message.deleted_at ? "message deleted" : message.text);
+    text.dir = "auto"; // its own direction (Arabic, Hebrew), isolated from the page's
+    item.append(text);
 
     if (canChange(message)) {
       const actions = element("div", "actions");
