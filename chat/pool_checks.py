@@ -16,8 +16,8 @@ the lent ones are replaced when they come back, and the waiting request gets a f
 connection as soon as one is made, without a back-off.
 
 Why a short ``reconnect_timeout``: while the server is *down*, psycopg_pool retries each
-lost connection with a back-off of 1, 2, 4, 8 s..., so after a 3 s outage the first request
-answered 4 to 6 s after the server was back (measured through PgBouncer). With
+lost connection with a back-off of 1, 2, 4, 8 s..., so after outages of 1 to 8 s the first
+request answered 4 to 6 s after the server was back (measured through PgBouncer). With
 ``RECONNECT_SECONDS`` the pool gives an attempt up after about a second and calls
 ``reconnect_failed``; ``regrow`` then runs the pool's ``check()``, which starts a fresh
 attempt at once: a down server is tried about once a second, and requests waiting in the
