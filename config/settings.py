@@ -32,14 +32,33 @@ def _env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name}={value!r}: use true or false")
 
 
-def _database_from_url(url: str) -> dict[str, Any]:
-    """Django's DATABASES entry from a libpq URL or ``key=value`` string, via psycopg's parser."""
+# Behind a transaction-pooling PgBouncer each transaction may run on another server
+# connection, so nothing may outlive one: psycopg prepares a statement on the server after
+# it ran 5 times (prepare_threshold), and PgBouncer before 1.21 does not carry prepared
+# statements across connections ("prepared statement _pg3_0 does not exist").
+_TRANSACTION_POOL_OPTIONS = {"prepare_threshold": None}
+
+
+def _pgbouncer_mode() -> str:
+    """``CHAT_PGBOUNCER``: ``transaction`` when DATABASE_URL is a transaction-mode pool."""
+    mode = os.environ.get("CHAT_PGBOUNCER", "").strip().lower()
+    if mode not in ("", "session", "transaction"):
+        raise ImproperlyConfigured(f"CHAT_PGBOUNCER={mode!r}: use transaction, session or unset")
+    return mode
+
+
+def _database_from_url(url: str, *, transaction_pool: bool = False) -> dict[str, Any]:
+    """Django's DATABASES entry from a libpq URL or ``key=value`` string, via psycopg's parser.
+
+    ``transaction_pool``: the URL is a PgBouncer in transaction mode (no server-side state).
+    """
     try:
         params: dict[str, Any] = conninfo_to_dict(url)
     except Exception as exc:  # psycopg.ProgrammingError, named loosely to avoid the import
         raise ImproperlyConfigured(f"DATABASE_URL is not a valid PostgreSQL URL: {exc}") from exc
     return {
-        "ENGINE": "django.db.backends.postgresql",
+        # Django's backend, its pool checked by chat/pool_checks.py (chat/pg_backend).
+        "ENGINE": "chat.pg_backend",
         "NAME": params.pop("dbname", "postgres"),
         "USER": params.pop("user", ""),
         "PASSWORD": params.pop("password", ""),
@@ -55,16 +74,21 @@ def _database_from_url(url: str) -> dict[str, Any]:
                 "min_size": 1,
                 "max_size": int(os.environ.get("CHAT_DB_POOL_SIZE", "8")),
                 "timeout": 10,  # seconds a request waits for a connection, then 503
+                "name": "pgchat-web",  # in psycopg_pool's log lines
             },
             **params,
-            # A writer of a room waits for that room's lock (chat_record_change); a psql
-            # session left open inside a transaction must not hold web requests (and the
-            # pool's connections) forever: after 5 s the request answers 503.
-            "options": f"-c lock_timeout=5s {params.get('options', '')}".strip(),
+            # No startup ``options`` (a transaction-pooling PgBouncer refuses them): the
+            # bound on a room's lock lives in the function that takes it (migration 0010).
+            **(_TRANSACTION_POOL_OPTIONS if transaction_pool else {}),
         },
         "CONN_MAX_AGE": 0,  # required with "pool": connections go back to it at once
-        "CONN_HEALTH_CHECKS": True,  # the pool checks a connection before lending it out,
-        # so the first requests after a database restart don't fail on dead connections
+        # A named cursor is a server-side object of one session: through a transaction
+        # pool the next FETCH may reach another server connection.
+        "DISABLE_SERVER_SIDE_CURSORS": transaction_pool,
+        # Off: Django's check is a round trip per checkout that walks a dead pool with a
+        # back-off; chat/pg_backend checks each connection before lending it out instead,
+        # so the first requests after a restart neither fail nor wait (chat/pool_checks.py).
+        "CONN_HEALTH_CHECKS": False,
     }
 
 
@@ -112,9 +136,20 @@ def _embedded_database_url() -> str:
 
 
 DATABASE_URL = os.environ.get("DATABASE_URL") or _embedded_database_url()
-DATABASES = {"default": _database_from_url(DATABASE_URL)}
-# LISTEN needs a session: behind a transaction-pooling PgBouncer, point this at session mode.
+CHAT_PGBOUNCER = _pgbouncer_mode()
+DATABASES = {
+    "default": _database_from_url(DATABASE_URL, transaction_pool=CHAT_PGBOUNCER == "transaction")
+}
+# LISTEN needs a session: behind a transaction-pooling PgBouncer, point this at PostgreSQL
+# directly or at a session-mode pool (docs/deploy.md).
 CHAT_LISTEN_DATABASE_URL = os.environ.get("CHAT_LISTEN_DATABASE_URL") or DATABASE_URL
+if CHAT_PGBOUNCER == "transaction" and CHAT_LISTEN_DATABASE_URL == DATABASE_URL:
+    # Through a transaction pool LISTEN lands on some server connection and the listener
+    # would hear nothing, silently: refuse to start instead.
+    raise ImproperlyConfigured(
+        "CHAT_PGBOUNCER=transaction needs CHAT_LISTEN_DATABASE_URL: LISTEN needs a session "
+        "(PostgreSQL directly, or a session-mode pool)"
+    )
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -259,6 +294,9 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
         "pgchat": {"handlers": ["console"], "level": os.environ.get("CHAT_LOG_LEVEL", "INFO")},
+        # The pools' own warnings carry the cause a pool timeout hides: "error connecting in
+        # 'pgchat-web': ... FATAL: ..." (refused, wrong password, server down).
+        "psycopg": {"handlers": ["console"], "level": "WARNING", "propagate": False},
         # Failed log-ins and lockouts (username and address masked), in the same format.
         "axes": {"handlers": ["console"], "level": "WARNING", "propagate": False},
         # Every server error with its traceback (Django logs a 500 here with exc_info),
