@@ -24,5 +24,5 @@ BACKWARD = "ALTER FUNCTION chat_record_change(text, bigint, text) RESET lock_tim
 
 
 class Migration(migrations.Migration):
-    dependencies = [("chat", "0007_workspace")]
+    dependencies = [("chat", "0008_log_transaction_ids")]
     operations = [migrations.RunSQL(FORWARD, BACKWARD)]
