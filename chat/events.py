@@ -16,8 +16,19 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 CHANNEL = "chat"  # the pg_notify channel the trigger sends on
-Op = Literal["created", "updated", "deleted"]
+Op = Literal["created", "updated", "deleted", "reacted", "unreacted"]
 OPS: tuple[Op, ...] = get_args(Op)
+REACTION_OPS: tuple[Op, ...] = ("reacted", "unreacted")
+# The SSE ``event:`` name of each op in the log.
+EVENT_NAMES: dict[Op, str] = {
+    "created": "message.created",
+    "updated": "message.updated",
+    "deleted": "message.deleted",
+    "reacted": "reaction.added",
+    "unreacted": "reaction.removed",
+}
+# The data of a reaction event (issue 13).
+REACTION_FIELDS = ("room", "message_id", "emoji", "user")
 # The fields of a message as the browser sees it; tests pin this against the SQL function
 # and against chat.js.
 MESSAGE_FIELDS = (
@@ -104,8 +115,10 @@ def _typed(value: Any, kind: type[Any]) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class ChatEvent:
-    """One change of one message, numbered ``seq`` in its room's commit order; read from
-    the log (chat/history.py), never taken from a notification."""
+    """One change of one message (its text, or its reactions), numbered ``seq`` in its
+    room's commit order; read from the log (chat/history.py), never taken from a
+    notification. ``message`` is the event's data: the message as the browser sees it, or
+    for a reaction ``{"room", "message_id", "emoji", "user"}``."""
 
     room: str
     seq: int
@@ -116,4 +129,4 @@ class ChatEvent:
     @property
     def name(self) -> str:
         """The SSE ``event:`` name."""
-        return f"message.{self.op}"
+        return EVENT_NAMES[self.op]

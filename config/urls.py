@@ -3,7 +3,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from chat import members_api, messages_api, operations, pages, workspace_api
+from chat import members_api, messages_api, operations, pages, reactions_api, workspace_api
 
 handler400 = "chat.error_views.bad_request"  # JSON, like every other error of the API
 
@@ -17,6 +17,16 @@ urlpatterns = [
         "rooms/<slug:slug>/messages/<int:message_id>",
         messages_api.message_detail,
         name="message_detail",
+    ),
+    path(
+        "rooms/<slug:slug>/messages/<int:message_id>/reactions",
+        reactions_api.message_reactions,
+        name="message_reactions",
+    ),
+    path(
+        "rooms/<slug:slug>/messages/<int:message_id>/reactions/<str:emoji>",
+        reactions_api.reaction_detail,
+        name="reaction_detail",
     ),
     path("rooms/<slug:slug>/join", members_api.room_join, name="room_join"),
     path("rooms/<slug:slug>/leave", members_api.room_leave, name="room_leave"),
