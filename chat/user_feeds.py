@@ -54,6 +54,10 @@ _READ_POSITIONS = """
 _NOW = "SELECT pg_current_snapshot()::text"
 
 
+class TokenAhead(ValueError):
+    """A token naming transactions the database has not begun (400)."""
+
+
 class UserFeeds:
     """This process's user streams, their rooms, and the log position they all stand at."""
 
@@ -73,8 +77,13 @@ class UserFeeds:
         given to the stream from now on)."""
         assert viewer.user_id is not None
         async with self._lock, db.connection() as conn:
+            now = await _now(conn)
+            if since is not None and since.whole.xmax > now.xmax:
+                # Not one of this database's tokens (forged, or from before a restore): it
+                # would count transactions not yet begun as delivered.
+                raise TokenAhead("Last-Event-ID is ahead of the database; open without it")
             if self._position is None or not self.fanout.count:
-                self._position = await _now(conn)
+                self._position = now
             joined = (await _rooms_of(conn, [viewer.user_id]))[viewer.user_id]
             target = self._position if since is None else self._position.union(since.whole)
             return self.fanout.subscribe_user(viewer, joined, target), target

@@ -38,6 +38,7 @@ from .asgi_http import (
 from .listener import get_listener
 from .position import Position, Snapshot
 from .subscription import Viewer
+from .user_feeds import TokenAhead
 from .user_subscription import UserSubscription
 
 logger = logging.getLogger("pgchat.user_stream")
@@ -61,6 +62,8 @@ async def user_events(scope: Scope, receive: Receive, send: Send) -> None:
                 raise Refused(403, "sign in to open /events")
             viewer = Viewer(user_id, asgi_http.session_key(request))
             sub, target = await get_listener().users.register(viewer, since)
+        except TokenAhead as exc:
+            raise Refused(400, str(exc)) from None
         except DATABASE_DOWN as exc:
             logger.warning("database unavailable opening /events: %r", exc)
             raise Refused(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 
@@ -20,7 +22,7 @@ from chat import db
 from chat.models import Room
 from devtools.embedded_pg import EmbeddedPostgres
 
-from .helpers import PASSWORD, SERVER_SESSIONS, sessions, terminate, unique
+from .helpers import DEADLINE, PASSWORD, SERVER_SESSIONS, sessions, terminate, unique
 from .servers import PROJECT_DIR, Browserless, Server, database_url, wait_for_server_backends_gone
 
 # Scratch clusters live inside the project, not /tmp: as root the server runs as the
@@ -112,6 +114,20 @@ def scratch_cluster() -> Iterator[EmbeddedPostgres]:
     yield cluster
     cluster.stop()
     shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def restartable(scratch_cluster: EmbeddedPostgres) -> EmbeddedPostgres:
+    """A cluster of its own to stop and start, migrated."""
+    scratch_cluster.ensure_running()
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--no-input", "-v0"],
+        cwd=PROJECT_DIR,
+        env={**os.environ, "DATABASE_URL": scratch_cluster.url()},
+        check=True,
+        timeout=DEADLINE * 4,  # a whole process: start, connect, migrate every app
+    )
+    return scratch_cluster
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ token; against a real server (one or two hypercorn workers), real psql and psyco
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -15,13 +16,15 @@ import httpx
 import psycopg
 import pytest
 from asgiref.sync import sync_to_async
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import AbstractUser
 
 from bench.sse_client import Event, SSEClient, SSEError
 from chat.models import Room
-from chat.position import MAX_TOKEN_CHARS, decode
+from chat.position import MAX_TOKEN_CHARS, Position, Snapshot, decode
+from devtools.embedded_pg import EmbeddedPostgres
 
-from .helpers import DEADLINE, session_cookies, unique
+from .helpers import DEADLINE, PASSWORD, session_cookies, unique
 from .servers import Browserless, Server, insert_sql, psql
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
@@ -52,6 +55,14 @@ async def until(client: SSEClient, done: Callable[[Event], bool], rooms: set[str
             seen.append(event)
             if done(event):
                 return seen
+
+
+async def until_heartbeat(stream: SSEClient) -> None:
+    """Read until a keepalive comment (CHAT_SSE_HEARTBEAT is 1 s on test servers)."""
+    async with asyncio.timeout(DEADLINE):
+        while not stream.comments:
+            with contextlib.suppress(TimeoutError):
+                await stream.next_event(timeout=0.2)
 
 
 async def ended(stream: SSEClient) -> None:
@@ -106,8 +117,12 @@ async def test_anonymous_is_refused_and_bad_tokens_are_400(
             await open_events(server, cookies, last_event_id=bad)
         assert refused.value.status == 400, bad
         assert "error" in json.loads(refused.value.body)
+    ahead = Position(Snapshot(2**40, 2**40)).encode()  # transactions not yet begun
     async with httpx.AsyncClient(base_url=server.url, timeout=DEADLINE, cookies=cookies) as client:
         assert (await client.get("/events?last_event_id=nonsense")).status_code == 400
+        answer = await client.get(f"/events?last_event_id={ahead}")
+        assert answer.status_code == 400
+        assert "ahead" in answer.json()["error"]
         assert (await client.post("/events")).status_code == 405
 
 
@@ -118,6 +133,9 @@ async def test_live_events_of_every_joined_room_carry_the_room(
     stream = await open_events(server, await session_cookies(server.url, member.username))
     try:
         assert stream.headers["content-type"] == "text/event-stream"
+        await until_heartbeat(stream)  # the open's position block came before it
+        assert stream.last_event_id is not None
+        assert stream.last_event_id.startswith("p1.")
         await psql(db_url, insert_sql(a, "in a"), insert_sql(b, "in b"))
         events = await until(stream, text_is("in b"), {a, b})
         assert summary(events) == [
@@ -360,6 +378,7 @@ async def test_a_500_room_users_token_is_as_small_as_anyones(
         quiet_token = (await until(quiet_stream, text_is("last"), rooms))[-1].id
         assert busy_token is not None
         assert quiet_token is not None
+        print(f"token: 500 rooms {len(busy_token)} chars, 1 room {len(quiet_token)}")
         assert len(busy_token) < 200, busy_token  # far below the 2 KB a token may have
         assert abs(len(busy_token) - len(quiet_token)) <= 8, (busy_token, quiet_token)
         position = decode(busy_token)
@@ -371,3 +390,42 @@ async def test_a_500_room_users_token_is_as_small_as_anyones(
             await conn.close()
         await busy_stream.aclose()
         await quiet_stream.aclose()
+
+
+async def test_postgres_restart_mid_stream_loses_nothing_and_opens_meanwhile_are_503(
+    make_server: Callable[..., Server], restartable: EmbeddedPostgres
+) -> None:
+    """The stream stays open while PostgreSQL restarts; what committed while the listener
+    was away comes from the log after its last position; an open meanwhile is a JSON 503."""
+    url = restartable.url()
+    server = make_server(url, CHAT_LISTENER_BACKOFF="0.2")
+    name, slug = unique("restarter"), unique("restart")
+    await psql(
+        url,
+        "INSERT INTO auth_user (username, password, is_active, is_staff, is_superuser, "
+        "first_name, last_name, email, date_joined) "
+        f"VALUES ('{name}', '{make_password(PASSWORD)}', true, false, false, '', '', '', now())",
+        f"INSERT INTO chat_room (slug) VALUES ('{slug}')",
+        f"INSERT INTO chat_room_members (room_id, user_id) "
+        f"SELECT '{slug}', id FROM auth_user WHERE username = '{name}'",
+    )
+    cookies = await session_cookies(server.url, name)
+    stream = await open_events(server, cookies)
+    try:
+        await psql(url, insert_sql(slug, "before"))
+        await until(stream, text_is("before"), {slug})
+        await asyncio.to_thread(restartable.stop)
+        await server.wait_health_async(503)
+        with pytest.raises(SSEError) as refused:
+            await open_events(server, cookies)
+        assert refused.value.status == 503
+        assert "error" in json.loads(refused.value.body)
+        await asyncio.to_thread(restartable.ensure_running)
+        for i in range(3):  # likely before the listener is back: only the log has these
+            await psql(url, insert_sql(slug, f"during {i}"))
+        await server.wait_health_async(200)
+        await psql(url, insert_sql(slug, "marker"))
+        got = await until(stream, text_is("marker"), {slug})
+        assert [e.json()["text"] for e in got] == ["during 0", "during 1", "during 2", "marker"]
+    finally:
+        await stream.aclose()
