@@ -47,8 +47,12 @@ class InvalidPayload(ValueError):
     """A NOTIFY payload that is not one of our doorbells."""
 
 
-BellKind = Literal["message", "access", "user", "sessions", "joined", "left", "read"]
+BellKind = Literal[
+    "message", "access", "user", "sessions", "joined", "left", "read", "typing", "presence"
+]
 BELL_KINDS: tuple[BellKind, ...] = get_args(BellKind)
+# Ephemeral signals (issue 13), never in the log: chat/conversation_feeds.py checks them.
+EPHEMERAL_KINDS: tuple[BellKind, ...] = ("typing", "presence")
 # Bells about one user's rooms, for that user's /events streams (not an access change).
 USER_ROOM_KINDS: tuple[BellKind, ...] = ("joined", "left", "read")
 MAX_BELL_BYTES = 1000  # ours are under 150; anything larger is not ours, and is not parsed
@@ -65,6 +69,9 @@ class Bell:
     One user's workspace (issue 12): ``joined`` / ``left``: ``user`` joined or left ``room``
     (chat_room_members; a removal rings an ``access`` bell too);
     ``read``: ``user``'s read position in ``room`` moved (chat_readstate).
+    The conversation (issue 13): ``typing``: ``user`` typed in ``room`` (chat_typing; only
+    believed if that row is fresh); ``presence``: who is online in ``room`` may have
+    changed (chat_presence; the listener reads who).
     """
 
     kind: BellKind
@@ -100,7 +107,9 @@ class Bell:
             raise InvalidPayload(f"a {kind} bell needs a room")
         if kind == "user" and bell.user is None:
             raise InvalidPayload("a user bell needs a user")
-        if kind in USER_ROOM_KINDS and (bell.room is None or bell.user is None):
+        if kind == "presence" and bell.room is None:
+            raise InvalidPayload("a presence bell needs a room")
+        if kind in (*USER_ROOM_KINDS, "typing") and (bell.room is None or bell.user is None):
             raise InvalidPayload(f"a {kind} bell needs a room and a user")
         return bell
 

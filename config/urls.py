@@ -3,7 +3,15 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from chat import members_api, messages_api, operations, pages, reactions_api, workspace_api
+from chat import (
+    conversation_api,
+    members_api,
+    messages_api,
+    operations,
+    pages,
+    reactions_api,
+    workspace_api,
+)
 
 handler400 = "chat.error_views.bad_request"  # JSON, like every other error of the API
 
@@ -28,6 +36,8 @@ urlpatterns = [
         reactions_api.reaction_detail,
         name="reaction_detail",
     ),
+    path("rooms/<slug:slug>/typing", conversation_api.room_typing, name="room_typing"),
+    path("rooms/<slug:slug>/presence", conversation_api.room_presence, name="room_presence"),
     path("rooms/<slug:slug>/join", members_api.room_join, name="room_join"),
     path("rooms/<slug:slug>/leave", members_api.room_leave, name="room_leave"),
     path("rooms/<slug:slug>/members", members_api.room_members, name="room_members"),

@@ -118,6 +118,8 @@ class Command(BaseCommand):
                     break
                 batch = step.result()
                 for frame in batch or ():
+                    if frame.event is None:  # typing, presence: not changes of the room
+                        continue
                     self.stdout.write(describe(frame.event))
                     printed += 1
                     if count is not None and printed >= count:
