@@ -7,6 +7,8 @@
 #   make typecheck  mypy, strict, with django-stubs (pyproject.toml)
 #   make bench   the benchmarks: /me/rooms queries, then fan-out (each: table + one JSON line)
 #   make bench-workspace   only the /me/rooms one (200 rooms, 1,000,000 messages; ~2 min)
+#   make bench-fanout      only /events against per-room streams (1,000 users x 10 rooms)
+#   make bench-writers     only the writers: plain INSERT, bare NOTIFY, pgchat (pgbench)
 #   make psql    psql on the project's database       make db    start the database only
 #   make stop    stop the embedded PostgreSQL         make clean remove .venv and .pgchat
 # With DATABASE_URL set, that server is used and no embedded PostgreSQL starts.
@@ -29,7 +31,7 @@ METRICS_DIR := .pgchat/metrics
 
 export DJANGO_SETTINGS_MODULE := config.settings
 
-.PHONY: run test lint typecheck fmt bench bench-workspace psql db migrate stop clean venv
+.PHONY: run test lint typecheck fmt bench bench-workspace bench-fanout bench-writers psql db migrate stop clean venv
 
 venv: $(DEV)
 
@@ -80,7 +82,15 @@ fmt: $(DEV)
 
 bench: migrate $(DEV)
 	$(PY) -m bench.workspace_queries $(WORKSPACE_BENCH_ARGS)
+	$(PY) -m bench.workspace_fanout $(FANOUT_BENCH_ARGS)
 	$(PY) -m bench --workers $(WORKERS) $(BENCH_ARGS)
+	$(PY) -m bench.writers $(WRITERS_BENCH_ARGS)
+
+bench-writers: migrate $(DEV)
+	$(PY) -m bench.writers $(WRITERS_BENCH_ARGS)
+
+bench-fanout: migrate $(DEV)
+	$(PY) -m bench.workspace_fanout $(FANOUT_BENCH_ARGS)
 
 bench-workspace: migrate $(DEV)
 	$(PY) -m bench.workspace_queries $(WORKSPACE_BENCH_ARGS)

@@ -156,6 +156,7 @@ class UserFanOut:
     ) -> UserSubscription:
         sub = UserSubscription(viewer, rooms, delivered, self.queue_size)
         self._by_user.setdefault(sub.user_id, set()).add(sub)
+        metrics.USER_STREAMS.inc()
         for room in rooms:
             self._by_room.setdefault(room, set()).add(sub)
             if self._presence is not None:
@@ -169,7 +170,8 @@ class UserFanOut:
             self._forget(sub, room)
         subs = self._by_user.get(sub.user_id)
         if subs is not None and sub in subs:
-            subs.discard(sub)
+            subs.remove(sub)
+            metrics.USER_STREAMS.dec()
             if not subs:
                 del self._by_user[sub.user_id]
             if self._presence is not None:  # once: the stream was still registered
@@ -221,6 +223,7 @@ class UserFanOut:
     def close_all(self) -> None:
         for sub in self.subscriptions():
             sub.close()
+        metrics.USER_STREAMS.dec(self.count)
         self._by_room.clear()
         self._by_user.clear()
 

@@ -187,7 +187,8 @@ def tombstone(room: str, message_id: int, deleted_at: str) -> dict[str, Any]:
 
 # The entries of ``rooms`` whose transaction ``since`` had not seen finish and ``target`` has
 # (``target`` NULL: this statement's own snapshot, returned with the rows, so the position
-# and the rows agree). ``txid >= xmin`` lets the index on txid skip everything older.
+# and the rows agree). Not visible in ``since`` means begun at or after its xmax, or in
+# flight then: two index scans on txid, however old a transaction still open keeps xmin.
 # Transactions come whole, ordered by their highest cursor in these rooms: two that share a
 # room are in commit order (the later one took its cursor there after the first committed,
 # above all of the first's), so each room's order holds across transactions and pages.
@@ -196,8 +197,8 @@ _CHANGES_SINCE = """
         SELECT coalesce(%(target)s::pg_snapshot, pg_current_snapshot()) AS target
     ), new AS (
         SELECT c.* FROM chat_messagechange c, snap
-        WHERE c.txid >= %(xmin)s::xid8 AND c.room_id = ANY(%(rooms)s::text[])
-          AND NOT pg_visible_in_snapshot(c.txid, %(since)s::pg_snapshot)
+        WHERE (c.txid >= %(xmax)s::xid8 OR c.txid = ANY(%(xip)s::xid8[]))
+          AND c.room_id = ANY(%(rooms)s::text[])
           AND pg_visible_in_snapshot(c.txid, snap.target)
     ), txns AS (
         SELECT txid, max(seq) AS top FROM new GROUP BY txid
@@ -243,9 +244,9 @@ async def changes_since(
     (default: now, in this same statement), grouped by transaction."""
     params = {
         "target": target.pg() if target is not None else None,
-        "xmin": str(since.xmin),
+        "xmax": str(since.xmax),
+        "xip": [str(txid) for txid in since.xip],
         "rooms": rooms,
-        "since": since.pg(),
         "after": after,
         "limit": limit,
     }

@@ -3,7 +3,8 @@
 Upstream:   the triggers' doorbells via NOTIFY (chat/models.py, migration 0005): a message
             bell names a room whose log grew; an access bell names what to re-check.
 Downstream: chat/fanout.py (the events read, for every open stream of their room);
-            chat/gatekeeper.py (access re-checks, before anything later is published).
+            chat/gatekeeper.py (access re-checks, before anything later is published);
+            chat/user_feeds.py (every bell, for the ``GET /events`` streams, first).
 On failure: NOTIFYs sent while the connection is down are gone, so on every (re)connect the
             listener LISTENs first and then reads, in one query, what each room's
             subscribers have not been given yet (chat/history.py), publishes it, and

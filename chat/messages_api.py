@@ -100,12 +100,14 @@ def _create_message(
         answer = idempotency.stored_answer(user.pk, key, idempotency.fingerprint(slug, text))
         if answer is not None:
             return answer
-    room = rooms.postable_room(user, slug)
+    room = rooms.postable_room(user, slug)  # raises unless signed in and allowed
     limits.check_messages(user)
+    sender_id = user.pk
+    assert sender_id is not None  # postable_room refused anonymous users
 
     def post() -> idempotency.Answer:
         message = ChatMessage.objects.create(
-            room=room, author=user.get_username(), sender=user, text=text
+            room=room, author=user.get_username(), sender_id=sender_id, text=text
         )
         # Read in this connection, so a keyed post keeps the answer in its transaction.
         with connection.cursor() as cursor:
@@ -118,7 +120,7 @@ def _create_message(
 
     if key is None:
         return post()
-    return idempotency.once(user.pk, key, idempotency.fingerprint(slug, text), post)
+    return idempotency.once(sender_id, key, idempotency.fingerprint(slug, text), post)
 
 
 async def message_detail(request: HttpRequest, slug: str, message_id: int) -> HttpResponseBase:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import cast
 
 from asgiref.sync import ThreadSensitiveContext
 from django.contrib import auth
@@ -72,7 +73,9 @@ async def _open_feed(scope: Scope, slug: str) -> Feed:
     call (an open stream holds its feed, not a request object)."""
     request = checked_request(scope)
     session_key = asgi_http.session_key(request)
-    user = SimpleLazyObject(lambda: auth.get_user(request))  # as AuthenticationMiddleware does
+    # Lazy, as AuthenticationMiddleware makes it: a public room's check never reads the
+    # session. The proxy stands in for the user it will load, hence the cast.
+    user = cast(rooms.AnyUser, SimpleLazyObject(lambda: auth.get_user(request)))
     try:
         # One pooled connection for both reads (db.connection() blocks nest).
         async with db.connection():

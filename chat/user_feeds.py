@@ -53,10 +53,18 @@ _READ_POSITIONS = """
     JOIN chat_readstate rs ON rs.user_id = w.user_id AND rs.room_id = w.room_id
 """
 _NOW = "SELECT pg_current_snapshot()::text"
+_STILL_SIGNED_IN = """
+    SELECT EXISTS (SELECT FROM django_session s WHERE s.session_key = %s AND s.expire_date > now())
+       AND EXISTS (SELECT FROM auth_user u WHERE u.id = %s AND u.is_active)
+"""
 
 
 class TokenAhead(ValueError):
     """A token naming transactions the database has not begun (400)."""
+
+
+class SignedOut(ValueError):
+    """The session ended, or its user was deactivated, while the stream was opening (403)."""
 
 
 class UserFeeds:
@@ -88,6 +96,11 @@ class UserFeeds:
                 # Not one of this database's tokens (forged, or from before a restore): it
                 # would count transactions not yet begun as delivered.
                 raise TokenAhead("Last-Event-ID is ahead of the database; open without it")
+            # Checked again under the lock: a log-out or deactivation handled by the
+            # listener just before this registration would otherwise not end the stream.
+            cur = await conn.execute(_STILL_SIGNED_IN, (viewer.session_key, viewer.user_id))
+            if not (row := await cur.fetchone()) or not row[0]:
+                raise SignedOut("sign in to open /events")
             if self._position is None or not self.fanout.count:
                 self._position = now
             joined = (await _rooms_of(conn, [viewer.user_id]))[viewer.user_id]

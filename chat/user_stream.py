@@ -38,7 +38,7 @@ from .asgi_http import (
 from .listener import get_listener
 from .position import Position, Snapshot
 from .subscription import Viewer
-from .user_feeds import TokenAhead
+from .user_feeds import SignedOut, TokenAhead
 from .user_subscription import UserSubscription
 
 logger = logging.getLogger("pgchat.user_stream")
@@ -64,6 +64,8 @@ async def user_events(scope: Scope, receive: Receive, send: Send) -> None:
             sub, target = await get_listener().users.register(viewer, since)
         except TokenAhead as exc:
             raise Refused(400, str(exc)) from None
+        except SignedOut as exc:
+            raise Refused(403, str(exc)) from None
         except DATABASE_DOWN as exc:
             logger.warning("database unavailable opening /events: %r", exc)
             raise Refused(
@@ -89,8 +91,18 @@ async def _stream(
         await _write(send, sse.RETRY)
         try:
             await _replay(sub, since, target, send)
+            sent = ""  # the token the client has from an idle block
             while (frames := await sub.next_frames()) is not None:
-                await _write(send, b"".join(frames) if frames else sse.KEEPALIVE)
+                if frames:
+                    await _write(send, b"".join(frames))
+                    continue
+                # Idle, everything offered written: move the client's position along with
+                # the listener's, so a resume after a quiet hour reads an hour less log.
+                token = sub.token
+                await _write(
+                    send, sse.KEEPALIVE + (sse.position_only(token) if token != sent else b"")
+                )
+                sent = token
         except DATABASE_DOWN as exc:  # a replay page could not be read
             logger.warning("a /events stream ended: database unavailable: %r", exc)
         if not client_left.done():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
@@ -31,7 +31,7 @@ from chat.listener import get_listener  # noqa: E402
 logger = logging.getLogger("pgchat.asgi")
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+Send = Callable[[Mapping[str, Any]], Awaitable[None]]
 Endpoint = Callable[..., Awaitable[None]]  # (scope, receive, send, **the path's groups)
 STARTUP_WAIT_SECONDS = 10.0  # serve only once LISTEN is up, unless the database is down
 

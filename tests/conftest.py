@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractUser, User
+from django.contrib.auth.models import User
 from django.db import connection
 from pytest_django import DjangoDbBlocker
 
@@ -185,12 +185,12 @@ async def room_stream(server: Server, room: Room) -> AsyncIterator[SSEClient]:
 
 
 @pytest.fixture
-def alice_user(make_user: Callable[..., AbstractUser]) -> AbstractUser:
+def alice_user(make_user: Callable[..., User]) -> User:
     return make_user("alice")
 
 
 @pytest.fixture
-async def alice(server: Server, alice_user: AbstractUser) -> AsyncIterator[Browserless]:
+async def alice(server: Server, alice_user: User) -> AsyncIterator[Browserless]:
     async with Browserless(server.url) as client:
         await client.login(alice_user.username)
         yield client

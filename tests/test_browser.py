@@ -28,7 +28,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import AbstractUser, User
 from playwright.async_api import (
     Browser,
     BrowserContext,
@@ -167,17 +167,17 @@ async def open_page(browser: Browser, server: Server) -> AsyncIterator[OpenPage]
 
 
 @pytest.fixture
-def alice(make_user: Callable[..., AbstractUser]) -> AbstractUser:
+def alice(make_user: Callable[..., User]) -> User:
     return make_user("alice")
 
 
 @pytest.fixture
-def bob(make_user: Callable[..., AbstractUser]) -> AbstractUser:
+def bob(make_user: Callable[..., User]) -> User:
     return make_user("bob")
 
 
 @pytest.fixture
-def staff(make_user: Callable[..., AbstractUser]) -> AbstractUser:
+def staff(make_user: Callable[..., User]) -> User:
     return make_user("mod", staff=True)
 
 

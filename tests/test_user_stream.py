@@ -24,14 +24,18 @@ from chat.models import Room
 from chat.position import MAX_TOKEN_CHARS, Position, Snapshot, decode
 from devtools.embedded_pg import EmbeddedPostgres
 
-from .helpers import DEADLINE, PASSWORD, session_cookies, unique
+from .helpers import DEADLINE, PASSWORD, session_cookies, unique, wait_until_async
 from .servers import Browserless, Server, insert_sql, psql
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
 
 async def open_events(
-    server: Server, cookies: dict[str, str], *, last_event_id: str | None = None
+    server: Server,
+    cookies: dict[str, str],
+    *,
+    last_event_id: str | None = None,
+    receive_buffer: int | None = None,
 ) -> SSEClient:
     cookie = "; ".join(f"{name}={value}" for name, value in cookies.items())
     return await SSEClient.open(
@@ -41,6 +45,7 @@ async def open_events(
         headers={"Cookie": cookie},
         last_event_id=last_event_id,
         timeout=DEADLINE,
+        receive_buffer=receive_buffer,
     )
 
 
@@ -135,6 +140,7 @@ async def test_live_events_of_every_joined_room_carry_the_room(
     stream = await open_events(server, await session_cookies(server.url, member.username))
     try:
         assert stream.headers["content-type"] == "text/event-stream"
+        assert (await server.health_async())[1]["user_streams"] >= 1
         await until_heartbeat(stream)  # the open's position block came before it
         assert stream.last_event_id is not None
         assert stream.last_event_id.startswith("p1.")
@@ -431,3 +437,106 @@ async def test_postgres_restart_mid_stream_loses_nothing_and_opens_meanwhile_are
         assert [e.json()["text"] for e in got] == ["during 0", "during 1", "during 2", "marker"]
     finally:
         await stream.aclose()
+
+
+async def test_a_stuck_stream_is_dropped_and_resumes_from_its_last_token(
+    make_server: Callable[..., Server], db_url: str, member: AbstractUser
+) -> None:
+    """A client that stops reading overflows its buffer: the server ends its stream rather
+    than hold memory; what it read, then a resume from its last token, is every change once."""
+    server = make_server(CHAT_SUBSCRIBER_QUEUE_SIZE="8")
+    room = (await sync_to_async(make_room)()).slug
+    await join(db_url, member, room)
+    cookies = await session_cookies(server.url, member.username)
+    stuck = await open_events(server, cookies, receive_buffer=4096)  # no read from here on
+    count = 600  # 7 MB: more than the kernel buffers on a loopback connection hold
+    await psql(  # one transaction each (COMMIT in a DO block), 12 kB frames
+        db_url,
+        f"DO $$ BEGIN FOR i IN 0..{count - 1} LOOP "
+        "INSERT INTO chat_chatmessage (room_id, author, text) "
+        f"VALUES ('{room}', 'bulk', i || ' ' || repeat('\u20ac', 3990)); COMMIT; "
+        "END LOOP; END $$",
+    )
+
+    async def dropped() -> bool:
+        return bool((await server.health_async())[1]["counters"].get("slow_drops", 0) >= 1)
+
+    await wait_until_async(dropped)
+    read: list[Event] = []
+    async with asyncio.timeout(DEADLINE):
+        async for event in stuck.events():  # what was sent before the end, then EOF
+            if event.json()["room"] == room:
+                read.append(event)
+    token = stuck.last_event_id
+    assert token is not None
+    resumed = await open_events(server, cookies, last_event_id=token)
+    try:
+        await psql(db_url, insert_sql(room, "marker"))
+        rest = await until(resumed, text_is("marker"), {room})
+        assert read, "the stuck client was sent nothing"
+        assert read[-1].id == token  # whole batches only: the last one ends with its token
+        assert len(read) < count  # it was dropped before the end
+        assert [e.json()["text"].split(" ")[0] for e in read + rest] == [
+            *(str(i) for i in range(count)),
+            "marker",
+        ]
+    finally:
+        await resumed.aclose()
+
+
+async def test_an_idle_streams_token_moves_with_the_log(
+    server: Server, db_url: str, member: AbstractUser, two_rooms: tuple[str, str], room: Room
+) -> None:
+    """Writes elsewhere move an idle stream's position (an id-only block with a keepalive),
+    so its resume reads less log; resuming from it repeats nothing."""
+    a, b = two_rooms
+    cookies = await session_cookies(server.url, member.username)
+    stream = await open_events(server, cookies)
+    await until_heartbeat(stream)
+    opened = stream.last_event_id
+    assert opened is not None
+    await psql(db_url, insert_sql(room.slug, "not the member's room"))
+
+    async def moved() -> bool:
+        with contextlib.suppress(TimeoutError):
+            await stream.next_event(timeout=0.2)
+        return stream.last_event_id != opened
+
+    await wait_until_async(moved)
+    token = stream.last_event_id
+    await stream.aclose()
+    assert token is not None
+    before, after = decode(opened), decode(token)
+    assert before is not None
+    assert after is not None
+    assert after.done.covers(before.done)
+    assert after.done != before.done
+    resumed = await open_events(server, cookies, last_event_id=token)
+    try:
+        await psql(db_url, insert_sql(a, "marker"))
+        assert summary(await until(resumed, text_is("marker"), {a, b, room.slug})) == [
+            ("message.created", a, "marker")
+        ]
+    finally:
+        await resumed.aclose()
+
+
+async def test_a_deleted_room_is_left(
+    server: Server, db_url: str, member: AbstractUser, two_rooms: tuple[str, str]
+) -> None:
+    a, b = two_rooms
+    stream = await open_events(server, await session_cookies(server.url, member.username))
+    try:
+        # As the admin deletes it (Django deletes its member rows first: no cascade in SQL).
+        await sync_to_async(lambda: Room.objects.filter(slug=a).delete())()
+        await psql(db_url, insert_sql(b, "marker"))
+        assert summary_of_any(await until(stream, text_is("marker"), {a, b})) == [
+            ("room.left", a),
+            ("message.created", b),
+        ]
+    finally:
+        await stream.aclose()
+
+
+def summary_of_any(events: list[Event]) -> list[tuple[str, str]]:
+    return [(e.name, e.json()["room"]) for e in events]
