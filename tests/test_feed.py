@@ -96,7 +96,7 @@ def batches_of(feed: Feed) -> Batches:
 
 
 def texts(frames: list[Frame] | None) -> list[str]:
-    return [(frame.event.message or {})["text"] for frame in frames or []]
+    return [frame.event.message["text"] for frame in frames or [] if frame.event is not None]
 
 
 # -- replay, then live -----------------------------------------------------------------------

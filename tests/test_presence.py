@@ -156,7 +156,7 @@ async def test_a_second_stream_of_a_user_is_not_news(
     two_workers: Server, db_url: str, room: Room, people: tuple[AbstractUser, AbstractUser],
     closing: list[SSEClient],
 ) -> None:  # fmt: skip
-    alice, bob = people
+    alice, _ = people
     alice_headers = cookie_header(await session_cookies(two_workers.url, alice.username))
     watcher = await two_workers.stream(room.slug)  # anonymous streams are told too
     closing.append(watcher)
