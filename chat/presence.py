@@ -102,7 +102,8 @@ class Presence:
         self._last_beat = 0.0  # monotonic time of the last heartbeat written
         self._last_sweep = 0.0
         self._task: asyncio.Task[None] | None = None
-        self.statements = 0  # statements written, for the cost bench and /healthz
+        self.statements = 0  # writing statements run, for bench/presence_cost.py
+        self.rows = 0  # rows they inserted, updated or deleted
 
     # -- counting (from the event loop, on every stream open and close) -------------------
 
@@ -169,8 +170,9 @@ class Presence:
         if now - self._last_sweep >= self.heartbeat_seconds:
             self._last_sweep = now
             async with db.connection() as conn:
-                await conn.execute(_SWEEP)
+                cur = await conn.execute(_SWEEP)
                 self.statements += 1
+                self.rows += max(cur.rowcount, 0)
 
     def _pending(self) -> tuple[list[Pair], list[Pair]]:
         add = [pair for pair in self._dirty if pair in self._counts and pair not in self._written]
@@ -184,6 +186,7 @@ class Presence:
                 cur = await conn.execute(_HEARTBEAT, (self.worker, self.expiry_seconds))
                 row = await cur.fetchone()
                 self.statements += 1
+                self.rows += 1
                 if row is not None and row[0] and self._written:
                     # Our row had been swept (we stalled past the expiry), and our pairs
                     # with it: write them all again.
@@ -191,7 +194,7 @@ class Presence:
                     self._written.clear()
                     add, drop = list(self._counts), []
                 if add or drop:
-                    await conn.execute(
+                    cur = await conn.execute(
                         _WRITE,
                         {
                             "worker": self.worker,
@@ -202,7 +205,8 @@ class Presence:
                         },
                     )
                     self.statements += 1
-        except BaseException:
+                    self.rows += max(cur.rowcount, 0) + len(drop)  # the CTE's deletes: not
+        except BaseException:  # counted in rowcount, and each dropped pair had a row
             self._dirty |= dirty
             raise
         self._written.difference_update(drop)

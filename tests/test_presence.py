@@ -27,7 +27,7 @@ from bench.sse_client import Event, SSEClient
 from chat.models import Room
 
 from .helpers import DEADLINE, session_cookies, wait_until_async
-from .servers import Server, insert_sql, psql, wait_for_server_backends_gone
+from .servers import Server, insert_sql, psql, run_bench, wait_for_server_backends_gone
 from .test_user_stream import join, open_events
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
@@ -232,3 +232,19 @@ async def test_a_killed_workers_users_leave(
     assert waited < KILLED_WORKER_LEAVES_SECONDS
     assert await online(two_workers, room.slug, {}) == []
     assert not await workers_holding(db_url, room.slug, alice)  # swept, not only expired
+
+
+@pytest.mark.slow
+def test_the_cost_bench_writes_one_row_per_heartbeat_not_per_stream(db_url: str) -> None:
+    """bench/presence_cost.py at a small size: pairs are written once, a heartbeat is one
+    row whatever the number of streams, a reconnect writes nothing, and PostgreSQL's own
+    counters saw those rows."""
+    summary = run_bench(db_url, "bench.presence_cost", "--streams", "500", "--users", "100",
+                        "--rooms", "20", "--beats", "2")  # fmt: skip
+    phases = {p["phase"]: p for p in summary["phases"]}
+    assert summary["rows_per_heartbeat"] == 1
+    assert phases["open"]["rows"] == phases["open"]["pairs"] + 1  # + the worker's row
+    assert phases["churn"]["rows"] == 1  # reopened streams: only the heartbeat
+    # Every row the writer counted, PostgreSQL counted too (servers of other tests may add
+    # their own to the database-wide figure, never take any away).
+    assert summary["rows_total_pg_stat"] >= summary["rows_total"]
