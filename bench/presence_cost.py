@@ -59,9 +59,11 @@ async def stat_reaches(conn: Any, expected: int, patience: float = 20.0) -> int:
     """pg_stat's count once it reaches ``expected`` (idle backends report late), or as it
     is after ``patience`` seconds."""
     give_up = time.monotonic() + patience
-    while (seen := await stat_rows(conn)) < expected and time.monotonic() < give_up:
+    while True:
+        seen = await stat_rows(conn)
+        if seen >= expected or time.monotonic() >= give_up:
+            return seen
         await asyncio.sleep(0.5)
-    return seen
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
