@@ -13,6 +13,7 @@ user), so "a user on worker 1 is seen by a user on worker 2" is checked, not hop
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -24,7 +25,9 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AbstractUser
 
 from bench.sse_client import Event, SSEClient
+from chat.events import Bell, InvalidPayload
 from chat.models import Room
+from chat.presence import Presence
 
 from .helpers import DEADLINE, session_cookies, wait_until_async
 from .servers import Server, insert_sql, psql, run_bench, wait_for_server_backends_gone
@@ -35,6 +38,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 EXPIRY = "3"  # seconds a worker's heartbeat keeps its users online, in these tests
 CLOSED_STREAM_LEAVES_SECONDS = 5.0  # the issue's bound for a closed stream
 KILLED_WORKER_LEAVES_SECONDS = 60.0  # ... and for a worker killed with SIGKILL
+PRESENCE_FLUSH_SECONDS = 1.0  # chat/presence.py: how often a worker writes its changes
 
 
 @pytest.fixture(scope="module")
@@ -104,13 +108,22 @@ async def closing() -> AsyncIterator[list[SSEClient]]:
 async def watchers_on_both_workers(
     server: Server, db_url: str, room: str, user: AbstractUser, headers: dict[str, str]
 ) -> list[SSEClient]:
-    """Streams of ``user`` on ``room`` until the two workers each hold at least one."""
+    """Streams of ``user`` on ``room`` until the two workers each hold at least one (the
+    kernel spreads connections; a worker writes its row within a flush interval)."""
     opened: list[SSEClient] = []
-    for _ in range(40):
-        opened.append(await server.stream(room, headers=headers))
-        if len(await wait_until_async(lambda: workers_holding(db_url, room, user))) >= 2:
+    for _ in range(8):  # rounds; all of a round on one worker is 1 in 32 or so
+        opened += [await server.stream(room, headers=headers) for _ in range(6)]
+        with contextlib.suppress(TimeoutError):
+            await wait_until_async(
+                lambda: _on_two(db_url, room, user), deadline=3 * PRESENCE_FLUSH_SECONDS
+            )
             return opened
-    raise AssertionError("40 streams all landed on one worker")
+    await asyncio.gather(*(s.aclose() for s in opened))
+    raise AssertionError(f"{len(opened)} streams all landed on one worker")
+
+
+async def _on_two(db_url: str, room: str, user: AbstractUser) -> bool:
+    return len(await workers_holding(db_url, room, user)) >= 2
 
 
 async def test_a_user_on_one_worker_is_seen_on_the_other(
@@ -248,3 +261,50 @@ def test_the_cost_bench_writes_one_row_per_heartbeat_not_per_stream(db_url: str)
     # Every row the writer counted, PostgreSQL counted too (servers of other tests may add
     # their own to the database-wide figure, never take any away).
     assert summary["rows_total_pg_stat"] >= summary["rows_total"]
+
+
+# -- without I/O: the per-process counting --------------------------------------------------
+
+
+def test_only_a_pairs_first_open_and_last_close_are_written() -> None:
+    tracker = Presence(expiry_seconds=30.0)
+    for _ in range(3):  # three tabs of user 1 in room a
+        tracker.enter("a", 1)
+    tracker.enter("b", 2)
+    assert sorted(tracker._pending()[0]) == [("a", 1), ("b", 2)]
+    tracker._written.update(tracker._pending()[0])  # as a flush does
+    tracker._dirty.clear()
+    tracker.leave("a", 1)
+    tracker.leave("a", 1)
+    assert tracker._pending() == ([], [])  # one tab left: still there
+    tracker.leave("b", 2)
+    tracker.enter("b", 2)  # a reconnect within one flush interval
+    assert tracker._pending() == ([], [])
+    tracker.leave("a", 1)
+    assert tracker._pending() == ([], [("a", 1)])
+    assert tracker.pairs == 1
+
+
+@pytest.mark.parametrize(
+    ("payload", "kind"),
+    [
+        ('{"kind": "typing", "room": "r", "user": 3}', "typing"),
+        ('{"kind": "presence", "room": "r"}', "presence"),
+    ],
+)
+def test_conversation_bells_parse(payload: str, kind: str) -> None:
+    assert Bell.from_payload(payload).kind == kind
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        '{"kind": "typing", "room": "r"}',
+        '{"kind": "typing", "user": 3}',
+        '{"kind": "typing", "room": "r", "user": "3"}',
+        '{"kind": "presence"}',
+    ],
+)
+def test_malformed_conversation_bells_are_refused(payload: str) -> None:
+    with pytest.raises(InvalidPayload):
+        Bell.from_payload(payload)
