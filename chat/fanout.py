@@ -227,9 +227,10 @@ class UserFanOut:
         self._by_room.clear()
         self._by_user.clear()
 
-    def publish_window(self, window: Window) -> None:
-        """A log read's transactions, to the streams of their rooms that lack them; then
-        every stream has everything visible in ``window.target``: the token on its batch."""
+    def publish_window(self, window: Window, previous: Snapshot) -> None:
+        """A log read's transactions (everything ``window.target`` adds to ``previous``), to
+        the streams of their rooms that lack them; then every stream has everything visible
+        in ``window.target``: the token on its batch."""
         batches: dict[UserSubscription, list[bytes]] = {}
         for txn in window.transactions:
             for event in txn.events:
@@ -239,10 +240,14 @@ class UserFanOut:
                 frame = sse.encode_untagged(event.name, event.message)
                 self._count("events", 1)
                 for sub in subs:
-                    if not sub.delivered.visible(txn.txid):
+                    # At ``previous`` (most streams): lacks it by construction. Otherwise its
+                    # client's token may already hold it (a resume from another worker).
+                    if sub.delivered is previous or not sub.delivered.visible(txn.txid):
                         batches.setdefault(sub, []).append(frame)
-        for sub in self.subscriptions():
-            sub.delivered = sub.delivered.union(window.target)
+        for subs in self._by_user.values():
+            for sub in subs:  # the same object for most: the tokens are encoded once
+                at = sub.delivered
+                sub.delivered = window.target if at is previous else at.union(window.target)
         for sub, frames in batches.items():
             self.offer(sub, frames)
 

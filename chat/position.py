@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from dataclasses import dataclass
 
 PREFIX = "p1."
@@ -98,6 +99,12 @@ class Position:
     def whole(self) -> Snapshot:
         """Where this position ends up once its partial replay is finished."""
         return self.done if self.target is None else self.done.union(self.target)
+
+
+@functools.lru_cache(maxsize=256)
+def token_of(snapshot: Snapshot) -> str:
+    """A snapshot's token; cached, since the streams of a process mostly share one."""
+    return Position(snapshot).encode()
 
 
 def decode(token: str | None) -> Position | None:

@@ -90,7 +90,8 @@ class UserFeeds:
         the snapshot its replay of ``since`` must reach (everything visible there counts as
         given to the stream from now on)."""
         assert viewer.user_id is not None
-        async with self._lock, db.connection() as conn:
+        # The connection first: waiting for a busy pool must not hold up the listener.
+        async with db.connection() as conn, self._lock:
             now = await _now(conn)
             if since is not None and since.whole.xmax > now.xmax:
                 # Not one of this database's tokens (forged, or from before a restore): it
@@ -157,9 +158,10 @@ class UserFeeds:
             self._position = await _now(conn)
             return
         self._count("log_reads", 1)
-        window = await history.changes_since(conn, self._position, self.fanout.rooms)
+        previous = self._position
+        window = await history.changes_since(conn, previous, self.fanout.rooms)
         self._position = window.target
-        self.fanout.publish_window(window)
+        self.fanout.publish_window(window, previous)
 
     async def _settle_rooms(self, conn: psycopg.AsyncConnection[Any], users: set[int]) -> None:
         """Make these users' streams carry exactly the rooms they joined and may read."""

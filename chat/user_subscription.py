@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 
-from .position import Position, Snapshot
+from .position import Snapshot, token_of
 from .subscription import Viewer
 
 
@@ -53,7 +53,7 @@ class UserSubscription:
     @property
     def token(self) -> str:
         """The resume token of everything given so far."""
-        return Position(self.delivered).encode()
+        return token_of(self.delivered)
 
     @property
     def closed(self) -> bool:
