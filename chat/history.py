@@ -21,7 +21,7 @@ from typing import Any, NamedTuple, cast
 
 import psycopg
 
-from .events import MESSAGE_FIELDS, REACTION_OPS, ChatEvent, Op
+from .events import MESSAGE_FIELDS, REACTION_FIELDS, REACTION_OPS, ChatEvent, Op
 from .position import Snapshot
 
 REPLAY_BATCH = 500  # changes per query when replaying; a long absence takes several queries
@@ -162,7 +162,7 @@ def _event(
 ) -> ChatEvent | None:
     """A log row as an event; None for a create or edit of a message hard-deleted since."""
     if op in REACTION_OPS:  # the entry itself says everything (its row may be gone)
-        data = {"room": room, "message_id": message_id, "emoji": emoji, "user": reactor}
+        data = dict(zip(REACTION_FIELDS, (room, message_id, emoji, reactor), strict=True))
         return ChatEvent(room=room, seq=seq, op=op, message_id=message_id, message=data)
     if message is not None:
         shown = json.loads(message)
