@@ -55,7 +55,7 @@ class ConversationFeeds:
         self._online: dict[str, dict[str, int]] = {}
 
     def watched(self, room: str) -> bool:
-        return bool(self._rooms.subscriptions(room) or self._users.subscriptions(room=room))
+        return self._rooms.watches(room) or self._users.watches(room)
 
     def forget_unwatched(self) -> None:
         """Drop what was told to rooms with no stream here any more (bounded memory; a room

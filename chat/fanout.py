@@ -90,6 +90,10 @@ class FanOut:
     def rooms(self) -> list[str]:
         return list(self._rooms)
 
+    def watches(self, room: str) -> bool:
+        """Whether any stream of this process carries the room (no copy of anything)."""
+        return room in self._rooms
+
     def subscriptions(self, room: str | None = None) -> list[Subscription]:
         """The open streams of one room, or of every room."""
         if room is not None:
@@ -201,6 +205,9 @@ class UserFanOut:
     @property
     def rooms(self) -> list[str]:
         return sorted(self._by_room)
+
+    def watches(self, room: str) -> bool:
+        return room in self._by_room
 
     def subscriptions(
         self, *, user: int | None = None, room: str | None = None

@@ -152,12 +152,19 @@ class Presence:
         self._dirty.clear()
 
     async def _run(self) -> None:
+        failing = False  # log an outage once, and its end, not once per tick
         while True:
             await asyncio.sleep(self.flush_seconds)
             try:
                 await self.flush()
             except Exception as exc:  # the database is away: the next tick tries again
-                logger.warning("presence not written: %r", exc)
+                if not failing:
+                    logger.warning("presence not written: %r; retrying every tick", exc)
+                failing = True
+            else:
+                if failing:
+                    logger.info("presence written again")
+                failing = False
 
     async def flush(self) -> None:
         """Write what changed (with a heartbeat), or only the heartbeat when it is due;
