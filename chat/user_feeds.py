@@ -165,6 +165,7 @@ class UserFeeds:
 
     async def _settle_rooms(self, conn: psycopg.AsyncConnection[Any], users: set[int]) -> None:
         """Make these users' streams carry exactly the rooms they joined and may read."""
+        users = {user for user in users if self.fanout.subscriptions(user=user)}  # here
         if not users:
             return
         now = await _rooms_of(conn, users)
@@ -205,6 +206,7 @@ class UserFeeds:
     async def _send_reads(
         self, conn: psycopg.AsyncConnection[Any], reads: list[tuple[int, str]]
     ) -> None:
+        reads = [(user, room) for user, room in reads if self.fanout.subscriptions(user=user)]
         if not reads:
             return
         users, slugs = zip(*reads, strict=True)
