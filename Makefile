@@ -9,6 +9,7 @@
 #   make bench-workspace   only the /me/rooms one (200 rooms, 1,000,000 messages; ~2 min)
 #   make bench-fanout      only /events against per-room streams (1,000 users x 10 rooms)
 #   make bench-writers     only the writers: plain INSERT, bare NOTIFY, pgchat (pgbench)
+#   make bench-presence    presence's database cost at 10,000 streams (statements, rows)
 #   make psql    psql on the project's database       make db    start the database only
 #   make stop    stop the embedded PostgreSQL         make clean remove .venv and .pgchat
 # With DATABASE_URL set, that server is used and no embedded PostgreSQL starts.
@@ -31,7 +32,7 @@ METRICS_DIR := .pgchat/metrics
 
 export DJANGO_SETTINGS_MODULE := config.settings
 
-.PHONY: run test lint typecheck fmt bench bench-workspace bench-fanout bench-writers psql db migrate stop clean venv
+.PHONY: run test lint typecheck fmt bench bench-workspace bench-fanout bench-writers bench-presence psql db migrate stop clean venv
 
 venv: $(DEV)
 
@@ -88,6 +89,9 @@ bench: migrate $(DEV)
 
 bench-writers: migrate $(DEV)
 	$(PY) -m bench.writers $(WRITERS_BENCH_ARGS)
+
+bench-presence: migrate $(DEV)
+	$(PY) -m bench.presence_cost $(PRESENCE_BENCH_ARGS)
 
 bench-fanout: migrate $(DEV)
 	$(PY) -m bench.workspace_fanout $(FANOUT_BENCH_ARGS)

@@ -1,8 +1,9 @@
 """The event vocabulary shared by every hop: what a NOTIFY payload and a log row mean.
 
 Upstream:   the triggers' doorbells (``chat_message_bell``, ``chat_ring_access``: migration
-            0005; ``chat_ring_membership``, ``chat_read_moved``: migration 0007) and
-            ``chat_message_json()`` (migration 0002) for a message's fields.
+            0005; ``chat_ring_membership``, ``chat_read_moved``: migration 0007;
+            ``chat_record_reaction``: 0011; ``chat_ring_typing``, ``chat_ring_presence``:
+            0012) and ``chat_message_json()`` (migration 0002) for a message's fields.
 Downstream: chat/listener.py parses bells; chat/sse.py frames a ChatEvent;
             chat/static/chat/messages.js reads its fields.
 On failure: a payload that does not parse is logged and skipped by the listener; nothing is
@@ -16,10 +17,21 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 CHANNEL = "chat"  # the pg_notify channel the trigger sends on
-Op = Literal["created", "updated", "deleted"]
+Op = Literal["created", "updated", "deleted", "reacted", "unreacted"]
 OPS: tuple[Op, ...] = get_args(Op)
-# The fields of a message as the browser sees it (chat/static/chat/messages.js reads them);
-# tests pin this against the SQL function.
+REACTION_OPS: tuple[Op, ...] = ("reacted", "unreacted")
+# The SSE ``event:`` name of each op in the log.
+EVENT_NAMES: dict[Op, str] = {
+    "created": "message.created",
+    "updated": "message.updated",
+    "deleted": "message.deleted",
+    "reacted": "reaction.added",
+    "unreacted": "reaction.removed",
+}
+# The data of a reaction event (issue 13).
+REACTION_FIELDS = ("room", "message_id", "emoji", "user")
+# The fields of a message as the browser sees it; tests pin this against the SQL function
+# and against chat/static/chat/messages.js.
 MESSAGE_FIELDS = (
     "id",
     "room",
@@ -36,8 +48,12 @@ class InvalidPayload(ValueError):
     """A NOTIFY payload that is not one of our doorbells."""
 
 
-BellKind = Literal["message", "access", "user", "sessions", "joined", "left", "read"]
+BellKind = Literal[
+    "message", "access", "user", "sessions", "joined", "left", "read", "typing", "presence"
+]
 BELL_KINDS: tuple[BellKind, ...] = get_args(BellKind)
+# Ephemeral signals (issue 13), never in the log: chat/conversation_feeds.py checks them.
+EPHEMERAL_KINDS: tuple[BellKind, ...] = ("typing", "presence")
 # Bells about one user's rooms, for that user's /events streams (not an access change).
 USER_ROOM_KINDS: tuple[BellKind, ...] = ("joined", "left", "read")
 MAX_BELL_BYTES = 1000  # ours are under 150; anything larger is not ours, and is not parsed
@@ -54,6 +70,9 @@ class Bell:
     One user's workspace (issue 12): ``joined`` / ``left``: ``user`` joined or left ``room``
     (chat_room_members; a removal rings an ``access`` bell too);
     ``read``: ``user``'s read position in ``room`` moved (chat_readstate).
+    The conversation (issue 13): ``typing``: ``user`` typed in ``room`` (chat_typing; only
+    believed if that row is fresh); ``presence``: who is online in ``room`` may have
+    changed (chat_presence; the listener reads who).
     """
 
     kind: BellKind
@@ -89,7 +108,9 @@ class Bell:
             raise InvalidPayload(f"a {kind} bell needs a room")
         if kind == "user" and bell.user is None:
             raise InvalidPayload("a user bell needs a user")
-        if kind in USER_ROOM_KINDS and (bell.room is None or bell.user is None):
+        if kind == "presence" and bell.room is None:
+            raise InvalidPayload("a presence bell needs a room")
+        if kind in (*USER_ROOM_KINDS, "typing") and (bell.room is None or bell.user is None):
             raise InvalidPayload(f"a {kind} bell needs a room and a user")
         return bell
 
@@ -104,8 +125,10 @@ def _typed(value: Any, kind: type[Any]) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class ChatEvent:
-    """One change of one message, numbered ``seq`` in its room's commit order; read from
-    the log (chat/history.py), never taken from a notification."""
+    """One change of one message (its text, or its reactions), numbered ``seq`` in its
+    room's commit order; read from the log (chat/history.py), never taken from a
+    notification. ``message`` is the event's data: the message as the browser sees it, or
+    for a reaction ``{"room", "message_id", "emoji", "user"}``."""
 
     room: str
     seq: int
@@ -116,4 +139,4 @@ class ChatEvent:
     @property
     def name(self) -> str:
         """The SSE ``event:`` name."""
-        return f"message.{self.op}"
+        return EVENT_NAMES[self.op]

@@ -23,6 +23,7 @@ from . import metrics, sse
 from .events import ChatEvent
 from .history import Window
 from .position import Snapshot
+from .presence import Presence
 from .subscription import Subscription, Viewer
 from .user_subscription import UserSubscription
 
@@ -32,19 +33,30 @@ logger = logging.getLogger("pgchat.fanout")
 class FanOut:
     """Every open stream of this process, by room; touched only from the event loop."""
 
-    def __init__(self, queue_size: int, count: Callable[[str, int], None]) -> None:
+    def __init__(
+        self,
+        queue_size: int,
+        count: Callable[[str, int], None],
+        presence: Presence | None = None,
+    ) -> None:
         if queue_size < 1:
             raise ValueError(f"queue_size must be at least 1, got {queue_size}")
         self.queue_size = queue_size
         self._count = count  # the listener's counters (/healthz and /metrics)
+        self._presence = presence  # told of each signed-in stream's open and close
         self._rooms: dict[str, set[Subscription]] = {}  # room slug -> its open streams
         self._published: dict[str, int] = {}  # room slug -> highest seq published
 
-    def subscribe(self, room: str, seq: int, viewer: Viewer = Viewer.ANONYMOUS) -> Subscription:
-        """A buffer for a new stream, held by ``viewer``, given everything up to ``seq``."""
-        sub = Subscription(room, seq, self.queue_size, viewer)
+    def subscribe(
+        self, room: str, seq: int, viewer: Viewer = Viewer.ANONYMOUS, member: int | None = None
+    ) -> Subscription:
+        """A buffer for a new stream, held by ``viewer`` (signed in as ``member``, for
+        presence), given everything up to ``seq``."""
+        sub = Subscription(room, seq, self.queue_size, viewer, member)
         self._rooms.setdefault(room, set()).add(sub)
         metrics.SUBSCRIBERS.labels(room).inc()
+        if member is not None and self._presence is not None:
+            self._presence.enter(room, member)
         return sub
 
     def unsubscribe(self, sub: Subscription, *, fell_behind: bool = False) -> None:
@@ -54,6 +66,8 @@ class FanOut:
         if subs is not None and sub in subs:
             subs.remove(sub)
             metrics.SUBSCRIBERS.labels(sub.room).dec()
+            if sub.member is not None and self._presence is not None:
+                self._presence.leave(sub.room, sub.member)
             if not subs:
                 del self._rooms[sub.room]
                 self._published.pop(sub.room, None)
@@ -75,6 +89,10 @@ class FanOut:
     @property
     def rooms(self) -> list[str]:
         return list(self._rooms)
+
+    def watches(self, room: str) -> bool:
+        """Whether any stream of this process carries the room (no copy of anything)."""
+        return room in self._rooms
 
     def subscriptions(self, room: str | None = None) -> list[Subscription]:
         """The open streams of one room, or of every room."""
@@ -125,9 +143,15 @@ class UserFanOut:
     """Every open ``/events`` stream of this process, by room and by user; the listener's
     batches become one frame per change, shared by every stream of its room."""
 
-    def __init__(self, queue_size: int, count: Callable[[str, int], None]) -> None:
+    def __init__(
+        self,
+        queue_size: int,
+        count: Callable[[str, int], None],
+        presence: Presence | None = None,
+    ) -> None:
         self.queue_size = queue_size
         self._count = count
+        self._presence = presence  # a user is present in each room their stream carries
         self._by_room: dict[str, set[UserSubscription]] = {}
         self._by_user: dict[int, set[UserSubscription]] = {}
 
@@ -139,6 +163,8 @@ class UserFanOut:
         metrics.USER_STREAMS.inc()
         for room in rooms:
             self._by_room.setdefault(room, set()).add(sub)
+            if self._presence is not None:
+                self._presence.enter(room, sub.user_id)
         return sub
 
     def unsubscribe_user(self, sub: UserSubscription, *, fell_behind: bool = False) -> None:
@@ -152,13 +178,20 @@ class UserFanOut:
             metrics.USER_STREAMS.dec()
             if not subs:
                 del self._by_user[sub.user_id]
+            if self._presence is not None:  # once: the stream was still registered
+                for room in sub.rooms:
+                    self._presence.leave(room, sub.user_id)
 
     def add_room(self, sub: UserSubscription, room: str) -> None:
+        if room not in sub.rooms and self._presence is not None:
+            self._presence.enter(room, sub.user_id)
         sub.rooms.add(room)
         self._by_room.setdefault(room, set()).add(sub)
 
     def remove_room(self, sub: UserSubscription, room: str) -> None:
         """The stream stops carrying the room at once: nothing later of it is offered."""
+        if room in sub.rooms and self._presence is not None:
+            self._presence.leave(room, sub.user_id)
         sub.rooms.discard(room)
         self._forget(sub, room)
 
@@ -172,6 +205,9 @@ class UserFanOut:
     @property
     def rooms(self) -> list[str]:
         return sorted(self._by_room)
+
+    def watches(self, room: str) -> bool:
+        return room in self._by_room
 
     def subscriptions(
         self, *, user: int | None = None, room: str | None = None
@@ -227,6 +263,13 @@ class UserFanOut:
         frame = sse.encode_untagged(name, data)
         for sub in self.subscriptions(user=user):
             self.offer(sub, [frame])
+
+    def offer_ephemeral(self, sub: UserSubscription, frame: bytes) -> None:
+        """A frame that is not in the log (typing, presence): no token, so it moves no
+        client's Last-Event-ID; a full buffer ends the stream like any batch."""
+        if not sub.offer([frame]):
+            self.unsubscribe_user(sub, fell_behind=True)
+            self._count("slow_drops", 1)
 
     def offer(self, sub: UserSubscription, frames: list[bytes]) -> None:
         """A batch with the stream's token on its last frame; a full buffer ends the stream."""

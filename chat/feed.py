@@ -17,7 +17,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 
 from . import db, history
 from .listener import Listener
-from .sse import Frame, encode
+from .sse import EPHEMERAL, Frame, encode
 from .subscription import Subscription, Viewer
 
 
@@ -36,14 +36,20 @@ class Feed:
 
     @classmethod
     async def open(
-        cls, listener: Listener, room: str, since: int | None, viewer: Viewer = Viewer.ANONYMOUS
+        cls,
+        listener: Listener,
+        room: str,
+        since: int | None,
+        viewer: Viewer = Viewer.ANONYMOUS,
+        member: int | None = None,
     ) -> Feed:
         """Subscribe, then read the first page of the log after ``since``.
 
         ``since=None`` means "from now": the room's current cursor, with nothing to replay.
+        ``member``: the signed-in user holding the stream (presence), None if anonymous.
         Raises CursorAhead for a cursor the room has not reached.
         """
-        sub = listener.subscribe(room, since or 0, viewer)
+        sub = listener.subscribe(room, since or 0, viewer, member)
         try:
             async with db.connection() as conn:
                 if since is None:  # one index probe, not a page of history to discard
@@ -72,17 +78,20 @@ class Feed:
                 while (frames := await self._sub.next_frames()) is not None:
                     if not frames:  # idle for a heartbeat
                         yield None
-                    elif frames[0].seq > self.cursor:  # the usual case: all of them are new
-                        self.cursor = frames[-1].seq
+                    elif frames[0].seq > self.cursor < frames[-1].seq:  # the usual case: all
+                        self.cursor = frames[-1].seq  # new, none ephemeral at either end
                         yield frames
-                    elif frames[-1].seq > self.cursor:
-                        fresh = [frame for frame in frames if frame.seq > self.cursor]
-                        self.cursor = fresh[-1].seq
-                        yield fresh
+                    else:  # some already given, or ephemeral frames (typing, presence)
+                        fresh = [f for f in frames if f.seq > self.cursor or f.seq == EPHEMERAL]
+                        self.cursor = max([self.cursor, *(f.seq for f in fresh)])
+                        if fresh:
+                            yield fresh
                 if self._closed or not self._sub.fell_behind:
                     return
                 # Dropped as slow: subscribe again first, then read what we missed.
-                self._sub = self._listener.subscribe(self._sub.room, self.cursor, self._sub.viewer)
+                self._sub = self._listener.subscribe(
+                    self._sub.room, self.cursor, self._sub.viewer, self._sub.member
+                )
         finally:
             self.close()
 

@@ -21,10 +21,12 @@ from typing import Any, NamedTuple, cast
 
 import psycopg
 
-from .events import MESSAGE_FIELDS, ChatEvent, Op
+from .events import MESSAGE_FIELDS, REACTION_FIELDS, REACTION_OPS, ChatEvent, Op
 from .position import Snapshot
 
 REPLAY_BATCH = 500  # changes per query when replaying; a long absence takes several queries
+# Who reacted, per emoji and message, in history: the first this many (the count is exact).
+REACTION_USERS_SHOWN = 20
 
 
 class Page(NamedTuple):
@@ -42,7 +44,7 @@ class Page(NamedTuple):
 
 _CHANGES_AFTER = """
     SELECT cur.cursor, c.seq, c.op, c.message_id, chat_message_json(m)::text,
-           chat_iso(c.created_at)
+           chat_iso(c.created_at), c.emoji, c.reactor
     FROM (SELECT coalesce(max(seq), 0) AS cursor
           FROM chat_messagechange WHERE room_id = %(room)s) AS cur
     LEFT JOIN LATERAL (
@@ -56,7 +58,7 @@ _CHANGES_AFTER = """
 
 _CHANGES_AFTER_EACH = """
     SELECT c.room_id, c.seq, c.op, c.message_id, chat_message_json(m)::text,
-           chat_iso(c.created_at)
+           chat_iso(c.created_at), c.emoji, c.reactor
     FROM unnest(%s::text[], %s::bigint[]) AS want(room, after)
     JOIN chat_messagechange c ON c.room_id = want.room AND c.seq > want.after
     LEFT JOIN chat_chatmessage m ON m.id = c.message_id
@@ -64,11 +66,14 @@ _CHANGES_AFTER_EACH = """
 """
 
 _RECENT_MESSAGES = """
-    SELECT cur.cursor, recent.message
+    SELECT cur.cursor, recent.message, recent.reactions
     FROM (SELECT coalesce(max(seq), 0) AS cursor
           FROM chat_messagechange WHERE room_id = %(room)s) AS cur
     LEFT JOIN LATERAL (
-        SELECT m.id, chat_message_json(m)::text AS message FROM chat_chatmessage m
+        SELECT m.id, chat_message_json(m)::text AS message,
+               CASE WHEN m.deleted_at IS NULL
+                    THEN chat_message_reactions(m.id, %(shown)s)::text END AS reactions
+        FROM chat_chatmessage m
         WHERE m.room_id = %(room)s AND (%(before)s::bigint IS NULL OR m.id < %(before)s)
         ORDER BY m.id DESC LIMIT %(limit)s
     ) AS recent ON true
@@ -89,11 +94,7 @@ async def changes_after(
     rows = await cur.fetchall()
     cursor = int(rows[0][0]) if rows else 0
     scanned = [row for row in rows if row[1] is not None]
-    events = [
-        event
-        for _, seq, op, message_id, message, changed_at in scanned
-        if (event := _event(room, seq, op, message_id, message, changed_at)) is not None
-    ]
+    events = [event for _, *row in scanned if (event := _event(room, *row)) is not None]
     last_seq = scanned[-1][1] if scanned else after
     return Page(cursor, events, len(scanned) >= limit, last_seq)
 
@@ -113,21 +114,23 @@ async def changes_after_each(
         return []
     rooms, afters = zip(*positions.items(), strict=True)
     cur = await conn.execute(_CHANGES_AFTER_EACH, (list(rooms), list(afters)))
-    return [
-        event
-        for room, seq, op, message_id, message, changed_at in await cur.fetchall()
-        if (event := _event(room, seq, op, message_id, message, changed_at)) is not None
-    ]
+    return [event for row in await cur.fetchall() if (event := _event(*row)) is not None]
 
 
 async def recent_messages(
     conn: psycopg.AsyncConnection[Any], room: str, *, before: int | None, limit: int
 ) -> Page:
-    """The latest ``limit`` messages (below id ``before``), oldest first, and the cursor."""
-    cur = await conn.execute(_RECENT_MESSAGES, {"room": room, "before": before, "limit": limit + 1})
+    """The latest ``limit`` messages (below id ``before``), oldest first, and the cursor;
+    each with its ``reactions``: ``[{"emoji", "count", "users"}]`` (a deleted one's: [])."""
+    params = {"room": room, "before": before, "limit": limit + 1, "shown": REACTION_USERS_SHOWN}
+    cur = await conn.execute(_RECENT_MESSAGES, params)
     rows = await cur.fetchall()
     cursor = int(rows[0][0]) if rows else 0
-    messages = [json.loads(message) for _, message in rows if message is not None]
+    messages = [
+        json.loads(message) | {"reactions": json.loads(reactions or "[]")}
+        for _, message, reactions in rows
+        if message is not None
+    ]
     has_more = len(messages) > limit
     return Page(cursor, messages[1:] if has_more else messages, has_more)
 
@@ -148,9 +151,19 @@ async def fetch_messages(
 
 
 def _event(
-    room: str, seq: int, op: str, message_id: int, message: str | None, changed_at: str
+    room: str,
+    seq: int,
+    op: str,
+    message_id: int,
+    message: str | None,
+    changed_at: str,
+    emoji: str | None = None,
+    reactor: str | None = None,
 ) -> ChatEvent | None:
     """A log row as an event; None for a create or edit of a message hard-deleted since."""
+    if op in REACTION_OPS:  # the entry itself says everything (its row may be gone)
+        data = dict(zip(REACTION_FIELDS, (room, message_id, emoji, reactor), strict=True))
+        return ChatEvent(room=room, seq=seq, op=op, message_id=message_id, message=data)
     if message is not None:
         shown = json.loads(message)
     elif op == "deleted":
@@ -192,7 +205,7 @@ _CHANGES_SINCE = """
         HAVING max(seq) > %(after)s ORDER BY top LIMIT %(limit)s
     )
     SELECT snap.target::text, t.top, c.txid::text, c.room_id, c.seq, c.op, c.message_id,
-           chat_message_json(m)::text, chat_iso(c.created_at)
+           chat_message_json(m)::text, chat_iso(c.created_at), c.emoji, c.reactor
     FROM snap
     LEFT JOIN (txns t JOIN new c ON c.txid = t.txid) ON true
     LEFT JOIN chat_chatmessage m ON m.id = c.message_id
@@ -241,12 +254,12 @@ async def changes_since(
     rows = await cur.fetchall()
     reached = Snapshot.from_pg(rows[0][0])
     transactions: list[Transaction] = []
-    for _, top, txid, room, seq, op, message_id, message, changed_at in rows:
+    for _, top, txid, *row in rows:
         if txid is None:
             continue
         if not transactions or transactions[-1].txid != int(txid):
             transactions.append(Transaction(int(txid), top, []))
-        event = _event(room, seq, op, message_id, message, changed_at)
+        event = _event(*row)
         if event is not None:
             transactions[-1].events.append(event)
     has_more = limit is not None and len(transactions) >= limit

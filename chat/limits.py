@@ -50,6 +50,20 @@ def check_messages(user: AbstractBaseUser | AnonymousUser) -> None:
         )
 
 
+def check_typing(user: AbstractBaseUser | AnonymousUser) -> None:
+    """Count a typing signal by ``user``; raises RateLimited over CHAT_RATELIMIT_TYPING (a
+    browser sends one every 3 s at most while its user types; a script sending 100/s is
+    refused before it reaches the throttle)."""
+    rate = configured("CHAT_RATELIMIT_TYPING")
+    retry_after = ratelimit.hit(f"typing:user:{user.pk}", rate)
+    if retry_after is not None:
+        raise ratelimit.RateLimited(
+            f"too many typing signals (at most {rate.count} every {rate.seconds} s);"
+            f" try again {wait_text(retry_after)}",
+            retry_after,
+        )
+
+
 def limit_form_posts(
     scope: str,
     setting: str,

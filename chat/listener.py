@@ -33,9 +33,11 @@ from psycopg import sql
 
 from . import db, history, metrics
 from .backoff import Backoff
-from .events import CHANNEL, USER_ROOM_KINDS, Bell, InvalidPayload
+from .conversation_feeds import ConversationFeeds
+from .events import CHANNEL, EPHEMERAL_KINDS, USER_ROOM_KINDS, Bell, InvalidPayload
 from .fanout import FanOut
 from .gatekeeper import Gatekeeper
+from .presence import Presence
 from .subscription import Subscription, Viewer
 from .user_feeds import UserFeeds
 
@@ -56,6 +58,8 @@ class Listener:
         backoff_initial: float = 0.5,
         heartbeat_seconds: float = 15.0,
         recheck_seconds: float = 3600.0,
+        presence_expiry_seconds: float = 30.0,
+        presence_flush_seconds: float = 1.0,
     ) -> None:
         if heartbeat_seconds <= 0:
             raise ValueError(f"heartbeat_seconds must be positive, got {heartbeat_seconds}")
@@ -64,8 +68,13 @@ class Listener:
         self.connected = False  # LISTENing and caught up; /healthz reports it
         self.last_lag_seconds: float | None = None  # trigger -> fan-out of the last live event
         self.stats: collections.Counter[str] = collections.Counter()
-        self.fanout = FanOut(queue_size, self._count)
-        self.users = UserFeeds(queue_size, self._count)  # GET /events streams
+        # Which signed-in users this process's streams carry in which rooms (issue 13).
+        self.presence = Presence(
+            expiry_seconds=presence_expiry_seconds, flush_seconds=presence_flush_seconds
+        )
+        self.fanout = FanOut(queue_size, self._count, self.presence)
+        self.users = UserFeeds(queue_size, self._count, self.presence)  # GET /events streams
+        self.conversation = ConversationFeeds(self.fanout, self.users.fanout, self._count)
         self.recheck_seconds = recheck_seconds  # the periodic sweep of every stream's access
         self._gatekeeper = Gatekeeper()
         # Made in start(), not here: asyncio objects must belong to the running loop.
@@ -82,6 +91,7 @@ class Listener:
             self._ready = asyncio.Event()
             self._task = asyncio.create_task(self._run(self._stopping), name="pgchat-listener")
             self._ticker = asyncio.create_task(self._tick(), name="pgchat-heartbeat")
+            self.presence.start()
 
     async def wait_connected(self, timeout: float) -> bool:
         """True once the first LISTEN is up (used at start-up, so /healthz is honest)."""
@@ -105,6 +115,7 @@ class Listener:
             logger.warning("listener did not stop within %s s; cancelled", timeout)
         self.fanout.close_all()
         self.users.fanout.close_all()
+        await self.presence.stop()  # this worker's users leave every room at once
         logger.info("listener stopped")
 
     async def _tick(self) -> None:
@@ -117,6 +128,7 @@ class Listener:
             await asyncio.sleep(self.heartbeat_seconds / 2)
             self.fanout.heartbeat()
             self.users.fanout.heartbeat()
+            self.conversation.forget_unwatched()
             if time.monotonic() - swept >= self.recheck_seconds:
                 swept = time.monotonic()
                 try:
@@ -126,8 +138,10 @@ class Listener:
 
     # -- subscribers -----------------------------------------------------------------------
 
-    def subscribe(self, room: str, seq: int, viewer: Viewer = Viewer.ANONYMOUS) -> Subscription:
-        return self.fanout.subscribe(room, seq, viewer)
+    def subscribe(
+        self, room: str, seq: int, viewer: Viewer = Viewer.ANONYMOUS, member: int | None = None
+    ) -> Subscription:
+        return self.fanout.subscribe(room, seq, viewer, member)
 
     def unsubscribe(self, sub: Subscription, *, fell_behind: bool = False) -> None:
         self.fanout.unsubscribe(sub, fell_behind=fell_behind)
@@ -193,6 +207,7 @@ class Listener:
             logger.info("caught up %d events", events)
         await self._recheck(conn, self.fanout.subscriptions())
         await self.users.catch_up(conn)
+        await self.conversation.catch_up(conn)
 
     async def _relay(self, conn: psycopg.AsyncConnection[Any], stopping: asyncio.Event) -> None:
         """Handle notifications as they come, until stop() or a connection error."""
@@ -222,10 +237,20 @@ class Listener:
         bells = [bell for payload in payloads if (bell := self._parse(payload)) is not None]
         await self.users.on_batch(conn, bells)  # GET /events: chat/user_feeds.py
         rooms: dict[str, None] = {}  # rooms to read, in order of their first bell
+        ephemeral: list[Bell] = []  # typing and presence bells since the last message bell
         latest_at: float | None = None
         for bell in bells:
             if bell.kind in USER_ROOM_KINDS:  # for /events (issue 12), not
                 continue  # an access change: a removal rings its own access bell
+            if bell.kind in EPHEMERAL_KINDS:  # never in the log: chat/conversation_feeds.py
+                if rooms:  # in commit order with the messages around them
+                    await self._read_and_publish(conn, list(rooms))
+                    rooms.clear()
+                ephemeral.append(bell)
+                continue
+            if ephemeral:
+                await self.conversation.on_batch(conn, ephemeral)
+                ephemeral = []
             if bell.kind == "message":
                 assert bell.room is not None  # Bell.from_payload checks it
                 # The seq hint only ever saves a read; a forged one can't skip a real bell.
@@ -239,6 +264,8 @@ class Listener:
         if rooms:
             await self._read_and_publish(conn, list(rooms))
             self._observe_lag(latest_at)
+        if ephemeral:
+            await self.conversation.on_batch(conn, ephemeral)
 
     async def _read_and_publish(self, conn: psycopg.AsyncConnection[Any], rooms: list[str]) -> int:
         """Read what the log holds past what each room's streams were given; publish it."""
@@ -315,4 +342,5 @@ def get_listener() -> Listener:
         backoff_initial=settings.CHAT_LISTENER_BACKOFF,
         heartbeat_seconds=settings.CHAT_SSE_HEARTBEAT,
         recheck_seconds=settings.CHAT_ACCESS_RECHECK_SECONDS,
+        presence_expiry_seconds=settings.CHAT_PRESENCE_EXPIRY_SECONDS,
     )

@@ -68,6 +68,13 @@ COUNTERS = {
     "revoked": Counter(
         "pgchat_streams_revoked_total", "Streams ended because their viewer lost access."
     ),
+    "typing_refused": Counter(
+        "pgchat_typing_refused_total",
+        "Typing bells not believed (no fresh chat_typing row, or the user may not read).",
+    ),
+    "presence_reads": Counter(
+        "pgchat_presence_reads_total", "Reads of who is online, for presence bells."
+    ),
 }
 
 

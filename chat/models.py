@@ -29,6 +29,9 @@ from django.db.models.lookups import LessThanOrEqual
 
 MESSAGE_MAX_LENGTH = 4000  # characters; the UI, the API and a CHECK constraint agree
 ROOM_SLUG_MAX_LENGTH = 50
+REACTION_MAX_LENGTH = 16  # code points; the longest RGI emoji sequence has 10
+# What the database accepts as a reaction's emoji (the API is stricter: chat/emoji.py).
+REACTION_SQL_PATTERN = r"^[^[:space:][:cntrl:]a-zA-Z]{1,16}$"
 # A direct conversation's slug names its two users, lower id first (chat/membership.py);
 # no other room may take that shape, so the slug alone decides "the DM of these two".
 DIRECT_SLUG_REGEX = r"^dm-[0-9]+-[0-9]+$"
@@ -205,14 +208,21 @@ class MessageChange(models.Model):
         CREATED = "created"
         UPDATED = "updated"
         DELETED = "deleted"
+        REACTED = "reacted"  # a reaction added (chat_reaction, migration 0011)
+        UNREACTED = "unreacted"  # ... and taken back
 
     room = models.ForeignKey(
         Room, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
     )
     seq = models.BigIntegerField()
     message_id = models.BigIntegerField()
-    op = models.CharField(max_length=7, choices=Op.choices)
+    op = models.CharField(max_length=9, choices=Op.choices)
     created_at = models.DateTimeField(db_default=Now())
+    # A reaction's change only: which emoji, and who reacted (their username then). Kept in
+    # the log itself, so a removal replays after its reaction row is gone. NULL, not "", for
+    # a message's change: the SQL readers tell the two kinds apart by it.
+    emoji = models.CharField(max_length=REACTION_MAX_LENGTH, null=True, blank=True)  # noqa: DJ001
+    reactor = models.CharField(max_length=150, null=True, blank=True)  # noqa: DJ001
 
     class Meta:
         constraints = [
@@ -221,6 +231,73 @@ class MessageChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.room_id}#{self.seq} {self.op} message {self.message_id}"
+
+
+class Reaction(models.Model):
+    """A user's emoji on a message: at most one of each emoji per user and message.
+
+    Written by the API (chat/reactions_api.py) and by psql alike:
+    ``INSERT INTO chat_reaction (message_id, user_id, emoji) VALUES (17, 3, '👍')``. The
+    trigger ``chat_reaction_notify`` appends ``reacted`` / ``unreacted`` to the message log
+    under the room's lock and rings the room's message bell, so reaction events carry
+    cursors and replay on resume like edits (``chat_record_reaction``, migration 0011).
+    The API accepts only a single emoji (chat/emoji.py); the CHECK below keeps psql from
+    storing text, whitespace or anything long.
+    """
+
+    # Both keys are declared by migration 0011 with ON DELETE CASCADE (Django's cascade is
+    # Python's only), so a hard DELETE from psql works too. DO_NOTHING for the message: the
+    # database's cascade runs after the message row is gone, and the trigger then logs
+    # nothing for it (the message's delete is the event), where Django's own cascade would
+    # delete and announce each reaction first.
+    message = models.ForeignKey(
+        ChatMessage, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        db_constraint=False,
+        related_name="+",
+        db_index=False,  # rarely looked up by user; the unique index leads with the message
+    )
+    emoji = models.CharField(max_length=REACTION_MAX_LENGTH)
+    created_at = models.DateTimeField(db_default=Now(), editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["message", "user", "emoji"], name="chat_reaction_message_user_emoji"
+            ),
+            models.CheckConstraint(
+                # No letters, whitespace or control characters, and short: an emoji's code
+                # points (the longest RGI sequence has 10), not a word or a sentence.
+                condition=models.Q(emoji__regex=REACTION_SQL_PATTERN),
+                name="chat_reaction_emoji_shape",
+            ),
+        ]
+        triggers = [
+            pgtrigger.Trigger(
+                name="chat_reaction_notify",
+                when=pgtrigger.After,
+                operation=pgtrigger.Insert | pgtrigger.Update | pgtrigger.Delete,
+                func="""
+                    IF TG_OP = 'UPDATE' AND (OLD.message_id, OLD.user_id, OLD.emoji)
+                            IS NOT DISTINCT FROM (NEW.message_id, NEW.user_id, NEW.emoji) THEN
+                        RETURN NULL;  -- nothing anyone sees changed
+                    END IF;
+                    IF TG_OP IN ('DELETE', 'UPDATE') THEN
+                        PERFORM public.chat_record_reaction(OLD, 'unreacted');
+                    END IF;
+                    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+                        PERFORM public.chat_record_reaction(NEW, 'reacted');
+                    END IF;
+                    RETURN NULL;
+                """,
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.emoji} by user {self.user_id} on message {self.message_id}"
 
 
 IDEMPOTENCY_KEY_MAX_LENGTH = 255  # characters; a UUID is 36

@@ -24,14 +24,21 @@ RECONNECT_MILLISECONDS = 2000
 RETRY = f"retry: {RECONNECT_MILLISECONDS}\n\n".encode()
 KEEPALIVE = b": keepalive\n\n"
 MAX_CURSOR = 2**63 - 1  # a bigint
+EPHEMERAL = -1  # the ``seq`` of a frame that is not in the log (typing, presence): no ``id:``
 
 
 class Frame(NamedTuple):
     """An encoded event and its cursor, so a subscriber can drop what it already sent."""
 
-    seq: int
+    seq: int  # EPHEMERAL for typing and presence: never replayed, never a cursor
     data: bytes
-    event: ChatEvent  # the same object for every subscriber; the CLI prints from it
+    event: ChatEvent | None  # the same object for every subscriber; the CLI prints from it
+
+
+def ephemeral(name: str, data: dict[str, Any]) -> Frame:
+    """A frame for a room stream that is not a change in the log: no ``id:``, so it moves
+    no client's Last-Event-ID and is never replayed."""
+    return Frame(EPHEMERAL, encode_untagged(name, data), None)
 
 
 class InvalidCursor(ValueError):

@@ -83,10 +83,17 @@ async def _open_feed(scope: Scope, slug: str) -> Feed:
             # which reads the session and the user: in a thread of this open's own.
             async with ThreadSensitiveContext():
                 room = await rooms.readable_room_slug(user, slug)
+                # Who holds the stream, for presence and typing (issue 13): a signed-in
+                # visitor's session is read here, once (a private room's check already did).
+                member = (
+                    await rooms.run_and_release(rooms.viewer_id, user)
+                    if session_key is not None
+                    else None
+                )
             since = sse.parse_cursor(last_event_id(request, scope))
             # Subscribed before the response's headers go out: a client that sees the 200
             # and then writes must receive its own write ("from now" means now).
-            return await Feed.open(get_listener(), room, since, Viewer(None, session_key))
+            return await Feed.open(get_listener(), room, since, Viewer(None, session_key), member)
     except rooms.RoomNotFound as exc:
         raise Refused(404, str(exc)) from None
     except rooms.NotAllowed as exc:

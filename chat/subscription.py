@@ -38,15 +38,26 @@ class Subscription:
     """
 
     __slots__ = (
-        "_closed", "_frames", "_heard", "_idle", "_limit", "_waiter", "fell_behind", "room", "seq",
-        "viewer",
+        "_closed", "_frames", "_heard", "_idle", "_limit", "_waiter", "fell_behind", "member",
+        "room", "seq", "viewer",
     )  # fmt: skip
 
-    def __init__(self, room: str, seq: int, limit: int, viewer: Viewer = Viewer.ANONYMOUS) -> None:
+    def __init__(
+        self,
+        room: str,
+        seq: int,
+        limit: int,
+        viewer: Viewer = Viewer.ANONYMOUS,
+        member: int | None = None,
+    ) -> None:
         if limit < 1:
             raise ValueError(f"subscriber buffer limit must be at least 1, got {limit}")
         self.room = room
         self.viewer = viewer  # whose access the listener re-checks when access changes
+        # The signed-in user holding the stream, for presence and typing only (None:
+        # anonymous). Never used for access: the gatekeeper resolves the session itself, so
+        # a log-out or a password change is seen (chat/gatekeeper.py).
+        self.member = member
         self.seq = seq  # the highest cursor this stream has been given (buffered or replayed)
         self._frames: list[Frame] = []  # a list, not a deque: an empty deque costs 760 B
         self._limit = limit
@@ -64,6 +75,20 @@ class Subscription:
             return False
         self._frames.append(frame)
         self.seq = frame.seq
+        self._heard = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        return True
+
+    def offer_ephemeral(self, frame: Frame) -> bool:
+        """Buffer a frame that is not in the log (typing, presence): it moves no cursor.
+        False when the buffer is full."""
+        if self._closed:
+            return True
+        if len(self._frames) >= self._limit:
+            return False
+        self._frames.append(frame)
         self._heard = True
         waiter = self._waiter
         if waiter is not None and not waiter.done():

@@ -32,6 +32,7 @@ from . import db, history, rooms, sse
 from .events import Bell
 from .fanout import UserFanOut
 from .position import Position, Snapshot
+from .presence import Presence
 from .subscription import Viewer
 from .user_subscription import UserSubscription
 
@@ -69,8 +70,13 @@ class SignedOut(ValueError):
 class UserFeeds:
     """This process's user streams, their rooms, and the log position they all stand at."""
 
-    def __init__(self, queue_size: int, count: Callable[[str, int], None]) -> None:
-        self.fanout = UserFanOut(queue_size, count)
+    def __init__(
+        self,
+        queue_size: int,
+        count: Callable[[str, int], None],
+        presence: Presence | None = None,
+    ) -> None:
+        self.fanout = UserFanOut(queue_size, count, presence)
         self._count = count
         # Everything visible here has been offered to every registered stream; None while
         # no stream is open (the next registration takes a fresh snapshot).

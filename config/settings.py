@@ -231,6 +231,11 @@ CHAT_SUBSCRIBER_QUEUE_SIZE = int(os.environ.get("CHAT_SUBSCRIBER_QUEUE_SIZE", "2
 CHAT_LISTENER_BACKOFF = float(os.environ.get("CHAT_LISTENER_BACKOFF", "0.5"))  # first retry, s
 # Every open stream's access is re-checked this often, besides at every access change.
 CHAT_ACCESS_RECHECK_SECONDS = float(os.environ.get("CHAT_ACCESS_RECHECK_SECONDS", "3600"))
+# Presence (issue 13): a worker's heartbeat keeps its users online this long; a worker that
+# dies is swept (its users leave) within this plus a third of it. Tests shrink it.
+CHAT_PRESENCE_EXPIRY_SECONDS = float(os.environ.get("CHAT_PRESENCE_EXPIRY_SECONDS", "30"))
+# Typing: a user's typing in a room reaches other streams at most once per this interval.
+CHAT_TYPING_THROTTLE_SECONDS = float(os.environ.get("CHAT_TYPING_THROTTLE_SECONDS", "2.5"))
 
 
 # -- Limits every client meets (README, "Limits") -----------------------------------------
@@ -256,6 +261,7 @@ if CHAT_TRUSTED_PROXY_COUNT < 1:
 CHAT_RATELIMIT_MESSAGES = _env_rate("CHAT_RATELIMIT_MESSAGES", "20/10")  # per user
 CHAT_RATELIMIT_ROOMS = _env_rate("CHAT_RATELIMIT_ROOMS", "10/3600")  # per user
 CHAT_RATELIMIT_SIGNUPS = _env_rate("CHAT_RATELIMIT_SIGNUPS", "10/3600")  # per address
+CHAT_RATELIMIT_TYPING = _env_rate("CHAT_RATELIMIT_TYPING", "20/10")  # per user, all rooms
 # An Idempotency-Key's first answer is kept this long (POST /rooms/<slug>/messages).
 CHAT_IDEMPOTENCY_SECONDS = int(os.environ.get("CHAT_IDEMPOTENCY_SECONDS", "86400"))
 

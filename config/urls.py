@@ -5,7 +5,15 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import URLPattern, URLResolver, include, path
 
-from chat import members_api, messages_api, operations, pages, workspace_api
+from chat import (
+    conversation_api,
+    members_api,
+    messages_api,
+    operations,
+    pages,
+    reactions_api,
+    workspace_api,
+)
 
 # The project's own error answers: JSON for the API and streams, a styled page for pages.
 handler400 = "chat.error_views.bad_request"
@@ -39,6 +47,18 @@ urlpatterns = [
         messages_api.message_detail,
         name="message_detail",
     ),
+    path(
+        "rooms/<slug:slug>/messages/<int:message_id>/reactions",
+        reactions_api.message_reactions,
+        name="message_reactions",
+    ),
+    path(
+        "rooms/<slug:slug>/messages/<int:message_id>/reactions/<str:emoji>",
+        reactions_api.reaction_detail,
+        name="reaction_detail",
+    ),
+    path("rooms/<slug:slug>/typing", conversation_api.room_typing, name="room_typing"),
+    path("rooms/<slug:slug>/presence", conversation_api.room_presence, name="room_presence"),
     path("rooms/<slug:slug>/join", members_api.room_join, name="room_join"),
     path("rooms/<slug:slug>/leave", members_api.room_leave, name="room_leave"),
     path("rooms/<slug:slug>/members", members_api.room_members, name="room_members"),

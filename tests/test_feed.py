@@ -18,7 +18,7 @@ from chat import history
 from chat.feed import CursorAhead, Feed
 from chat.listener import Listener
 from chat.models import Room
-from chat.sse import Frame
+from chat.sse import EPHEMERAL, Frame, ephemeral
 
 from .helpers import DEADLINE, wait_until_async
 
@@ -96,7 +96,7 @@ def batches_of(feed: Feed) -> Batches:
 
 
 def texts(frames: list[Frame] | None) -> list[str]:
-    return [(frame.event.message or {})["text"] for frame in frames or []]
+    return [frame.event.message["text"] for frame in frames or [] if frame.event is not None]
 
 
 # -- replay, then live -----------------------------------------------------------------------
@@ -246,3 +246,27 @@ async def test_an_idle_feed_yields_none_for_a_keepalive(
             pass  # more keepalives may come first: the heartbeat is short
     assert texts(batch) == ["after the keepalive"]
     await batches.aclose()
+
+
+async def test_ephemeral_frames_pass_through_without_moving_the_cursor(
+    listener: Listener, conn: Connection, room: Room
+) -> None:
+    """Typing and presence frames (no ``id:``) reach the feed between logged ones, in the
+    order they were offered, and a frame already given is still dropped after them."""
+    feed = await Feed.open(listener, room.slug, None)
+    batches = batches_of(feed)
+    try:
+        [first] = await insert(conn, room, "one")
+        assert [f.seq for f in await take(batches, 1)] == [first]
+        [sub] = listener.fanout.subscriptions(room.slug)
+        sub.offer_ephemeral(ephemeral("typing", {"room": room.slug, "user": "ann"}))
+        [second] = await insert(conn, room, "two")
+        frames = await take(batches, 2)
+        assert [f.seq for f in frames] == [EPHEMERAL, second]
+        assert b"id:" not in frames[0].data
+        sub.offer_ephemeral(ephemeral("typing", {"room": room.slug, "user": "bob"}))
+        sub.offer(frames[1])  # a logged frame given already: dropped, as always
+        assert [f.seq for f in await take(batches, 1)] == [EPHEMERAL]
+        assert feed.cursor == second
+    finally:
+        await batches.aclose()

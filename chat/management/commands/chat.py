@@ -118,6 +118,8 @@ class Command(BaseCommand):
                     break
                 batch = step.result()
                 for frame in batch or ():
+                    if frame.event is None:  # typing, presence: not changes of the room
+                        continue
                     self.stdout.write(describe(frame.event))
                     printed += 1
                     if count is not None and printed >= count:
@@ -161,7 +163,11 @@ def describe(event: ChatEvent) -> str:
     stamp = message.get("edited_at") or message.get("created_at") or message.get("deleted_at")
     when = datetime.fromisoformat(stamp).astimezone().strftime("%H:%M:%S") if stamp else "--:--:--"
     author = message.get("author") or "?"
-    if event.op == "deleted":
+    if event.op in ("reacted", "unreacted"):
+        author = message.get("user") or "?"
+        verb = "reacted" if event.op == "reacted" else "took back"
+        what = f"{verb} {message.get('emoji')} on message {event.message_id}"
+    elif event.op == "deleted":
         what = f"deleted message {event.message_id}"
     elif event.op == "updated":
         what = f"edited message {event.message_id}: {message.get('text', '')}"
