@@ -3,7 +3,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from chat import members_api, messages_api, operations, pages, workspace_api
+from chat import members_api, messages_api, operations, pages, search_api, workspace_api
 
 handler400 = "chat.error_views.bad_request"  # JSON, like every other error of the API
 
@@ -29,6 +29,7 @@ urlpatterns = [
     path("rooms/<slug:slug>/read", workspace_api.room_read, name="room_read"),
     path("dm/<str:username>", members_api.direct_room, name="direct_room"),
     path("me/rooms", workspace_api.my_rooms, name="my_rooms"),
+    path("search", search_api.search_view, name="search"),
     path("healthz", operations.healthz, name="healthz"),
     path("metrics", operations.metrics_view, name="metrics"),
     path("accounts/signup/", pages.signup, name="signup"),
