@@ -5,8 +5,11 @@
 #                a quick local loop; CI (CI=true) runs them whatever FAST says
 #   make lint    ruff check + ruff format --check + typecheck         make fmt   apply ruff's fixes
 #   make typecheck  mypy, strict, with django-stubs (pyproject.toml)
-#   make bench   the benchmarks: /me/rooms queries, then fan-out (each: table + one JSON line)
+#   make bench   the benchmarks: /me/rooms queries, search queries, then fan-out (each: a
+#                table + one JSON line)
 #   make bench-workspace   only the /me/rooms one (200 rooms, 1,000,000 messages; ~2 min)
+#   make bench-search      only GET /search's (1,000,000 messages; p50/p95 per query kind,
+#                          index size, writer cost; a few minutes)
 #   make psql    psql on the project's database       make db    start the database only
 #   make stop    stop the embedded PostgreSQL         make clean remove .venv and .pgchat
 # With DATABASE_URL set, that server is used and no embedded PostgreSQL starts.
@@ -29,7 +32,7 @@ METRICS_DIR := .pgchat/metrics
 
 export DJANGO_SETTINGS_MODULE := config.settings
 
-.PHONY: run test lint typecheck fmt bench bench-workspace psql db migrate stop clean venv
+.PHONY: run test lint typecheck fmt bench bench-workspace bench-search psql db migrate stop clean venv
 
 venv: $(DEV)
 
@@ -80,10 +83,14 @@ fmt: $(DEV)
 
 bench: migrate $(DEV)
 	$(PY) -m bench.workspace_queries $(WORKSPACE_BENCH_ARGS)
+	$(PY) -m bench.search_queries $(SEARCH_BENCH_ARGS)
 	$(PY) -m bench --workers $(WORKERS) $(BENCH_ARGS)
 
 bench-workspace: migrate $(DEV)
 	$(PY) -m bench.workspace_queries $(WORKSPACE_BENCH_ARGS)
+
+bench-search: migrate $(DEV)
+	$(PY) -m bench.search_queries $(SEARCH_BENCH_ARGS)
 
 psql: db
 ifdef DATABASE_URL

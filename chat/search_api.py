@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 
 from . import db, limits, rooms, search
@@ -41,7 +42,9 @@ async def _search(request: HttpRequest) -> JsonResponse:
     if room is not None and not _SLUG.fullmatch(room):
         return error(404, f"no room {room!r}")  # as for any room that does not exist
     viewer = await rooms.run_and_release(_counted_viewer, request)
-    wanted = search.Search(text, viewer, room, before, limit or search.LIMIT_DEFAULT)
+    wanted = search.Search(
+        text, viewer, room, before, limit or search.LIMIT_DEFAULT, settings.CHAT_SEARCH_WINDOW
+    )
     try:
         async with db.connection() as conn:
             found = await search.find(conn, wanted)

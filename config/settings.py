@@ -181,6 +181,11 @@ if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?", CHAT_S
     raise ImproperlyConfigured(
         f"CHAT_SEARCH_CONFIG={CHAT_SEARCH_CONFIG!r}: name a text search configuration"
     )
+# How many of the newest readable messages a search checks row by row before it asks the
+# index (chat/search.py explains; tests set it tiny to exercise the index path).
+CHAT_SEARCH_WINDOW = int(os.environ.get("CHAT_SEARCH_WINDOW", "5000"))
+if CHAT_SEARCH_WINDOW < 1:
+    raise ImproperlyConfigured("CHAT_SEARCH_WINDOW must be 1 or more")
 
 
 # -- Limits every client meets (README, "Limits") -----------------------------------------

@@ -10,7 +10,7 @@ shared database never answer.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -20,9 +20,28 @@ from django.contrib.auth.models import User
 
 from chat.models import Room
 
-from .helpers import unique
-from .servers import Browserless, Server, insert_sql, psql
+from .helpers import SERVER_SESSIONS, sessions, unique
+from .servers import (
+    Browserless,
+    Server,
+    insert_sql,
+    psql,
+    wait_for_server_backends_gone,
+)
 from .workspace_clients import logged_in, post_message
+
+
+@pytest.fixture(scope="module", params=["window-5000", "window-2"])
+def server(request: pytest.FixtureRequest, db_url: str) -> Iterator[Server]:
+    """Each test twice: with the default window, where the tests' few messages are found
+    row by row, and with a window of two, where nearly everything is found through the GIN
+    index (chat/search.py ``FIND``, branch 2)."""
+    before = len(sessions(db_url, SERVER_SESSIONS))
+    window = request.param.removeprefix("window-")
+    srv = Server(db_url, env={"CHAT_SEARCH_WINDOW": window}).start()
+    yield srv
+    srv.stop()
+    wait_for_server_backends_gone(db_url, leave=before)
 
 
 def word() -> str:
