@@ -40,7 +40,9 @@ def test_the_search_bench_runs(db_url: str) -> None:
     assert by_kind["rare"]["mean_results"] >= 1  # a word of a message the user may read
     assert summary["leaks"] == 0
     assert summary["index"]["gin_index_mib"] > 0
-    assert summary["writers"]["per_s_with_index"] > 0
-    assert summary["writers"]["per_s_without"] > 0
+    for mode in ("committed_each", "one_transaction"):
+        assert summary["writers"][mode]["per_s_with_index"] > 0
+        assert summary["writers"][mode]["per_s_without"] > 0
+    assert len(summary["writers"]["rounds"]) == 8  # with, without, with, without; two modes
     for kind in ("common", "rare", "phrase", "minus"):
         assert f"--- {kind}: " in completed.stderr  # the plans, for the README
