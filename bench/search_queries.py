@@ -288,7 +288,7 @@ def set_index(scratch: str, present: bool) -> None:
         if present:
             conn.execute("SET maintenance_work_mem = '256MB'")
             conn.execute("DROP FUNCTION chat_search_config()")
-            conn.execute(search_index.create_sql("simple"))  # type: ignore[arg-type]
+            conn.execute(search_index.create_sql("simple"))
         else:
             conn.execute(f"DROP INDEX {search_index.INDEX}")
             conn.execute(f"ALTER TABLE chat_chatmessage DROP COLUMN {search_index.COLUMN}")
