@@ -43,12 +43,14 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import random
 import statistics
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import psycopg
 
@@ -258,18 +260,40 @@ def sizes(scratch: str) -> dict[str, Any]:
     return dict(zip(["gin_index_mib", "vectors_mib", "table_mib", "texts_mib"], mib, strict=True))
 
 
-def insert_rate(
+class Cost(NamedTuple):
+    """What a batch of inserts cost: wall-clock seconds, the server process's CPU seconds
+    (from /proc, so the machine's other load hardly counts; 0 when the server is on another
+    host), and WAL bytes written."""
+
+    seconds: float
+    cpu_seconds: float
+    wal_bytes: int
+
+
+def backend_cpu(pid: int) -> float:
+    """User + system CPU seconds of a local server process (0.0 if not readable)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def insert_batch(
     scratch: str, texts: list[str], rooms: int, with_index: bool, *, one_transaction: bool
-) -> float:
-    """Messages per second, one INSERT statement each, through every trigger, after a
-    CHECKPOINT (so no checkpoint of earlier work runs meanwhile): each its own transaction
-    (as the web writes: mostly the commit's flush), or all in one (the CPU the row costs)."""
+) -> Cost:
+    """One INSERT statement a message, through every trigger, after a CHECKPOINT (so no
+    checkpoint of earlier work runs meanwhile): each its own transaction (as the web
+    writes: mostly the commit's flush), or all in one."""
     with psycopg.connect(scratch, autocommit=True) as conn:
-        row = conn.execute("SELECT id FROM auth_user WHERE username = 'bench-author-1'").fetchone()
+        row = conn.execute(
+            "SELECT id, pg_backend_pid() FROM auth_user WHERE username = 'bench-author-1'"
+        ).fetchone()
         assert row is not None
-        sender = row[0]
+        sender, pid = row
         conn.execute("CHECKPOINT")
-        start = time.perf_counter()
+        lsn = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()
+        cpu, start = backend_cpu(pid), time.perf_counter()
         with conn.transaction() if one_transaction else contextlib.nullcontext():
             for n, text in enumerate(texts):
                 conn.execute(
@@ -279,7 +303,11 @@ def insert_rate(
                 )
         if with_index:  # the deferred part of the index's cost, paid here
             conn.execute(f"SELECT gin_clean_pending_list('{search_index.INDEX}')")
-        return len(texts) / (time.perf_counter() - start)
+        seconds, cpu = time.perf_counter() - start, backend_cpu(pid) - cpu
+        wal = conn.execute(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s)", (lsn[0] if lsn else None,)
+        ).fetchone()
+    return Cost(seconds, cpu, int(wal[0]) if wal else 0)
 
 
 def set_index(scratch: str, present: bool) -> None:
@@ -295,10 +323,12 @@ def set_index(scratch: str, present: bool) -> None:
 
 
 def writer_cost(scratch: str, words: list[str], args: argparse.Namespace) -> dict[str, Any]:
-    """Insert throughput with the column and index and without them, in two rounds each,
-    alternating (with, without, with, without), so a slow spell of a shared machine does
-    not land on one side only; each round times ``--inserts`` / 2 committed one by one, then
-    as many in one transaction. Rates are totals over the rounds."""
+    """What the column and index cost writers: the same inserts with them and without them,
+    in two rounds each, alternating (with, without, with, without), so a slow spell of a
+    shared machine does not land on one side only; each round inserts ``--inserts`` / 2
+    committed one by one, then as many in one transaction. Throughput is wall-clock; the
+    server's CPU and WAL per insert are what the index adds to each write whatever else
+    the machine does. Totals over the rounds."""
     picker = random.Random(15)
     weights = [math.log1p(1 / r) for r in range(1, len(words) + 1)]
     half = max(1, args.inserts // 2)
@@ -308,26 +338,39 @@ def writer_cost(scratch: str, words: list[str], args: argparse.Namespace) -> dic
             " ".join(picker.choices(words, weights, k=picker.randrange(4, 16))) for _ in range(half)
         ]
 
-    seconds: dict[tuple[bool, bool], float] = {}
+    totals: dict[tuple[bool, bool], list[float]] = {}
     rounds: list[dict[str, Any]] = []
     for n in range(4):
         present = n % 2 == 0
         if n:
             set_index(scratch, present)
         for together in (False, True):
-            rate = insert_rate(scratch, batch(), args.rooms, present, one_transaction=together)
-            seconds[present, together] = seconds.get((present, together), 0.0) + half / rate
-            rounds.append({"index": present, "one_transaction": together, "per_s": round(rate, 1)})
+            cost = insert_batch(scratch, batch(), args.rooms, present, one_transaction=together)
+            total = totals.setdefault((present, together), [0.0, 0.0, 0.0])
+            for i, value in enumerate(cost):
+                total[i] += value
+            rounds.append(
+                {"index": present, "one_transaction": together, "per_s": round(half / cost[0], 1)}
+            )
     result: dict[str, Any] = {"inserts_per_round": half}
+    count = 2 * half
     for together, name in ((False, "committed_each"), (True, "one_transaction")):
-        with_index = 2 * half / seconds[True, together]
-        without = 2 * half / seconds[False, together]
+        (s_with, cpu_with, wal_with), (s_without, cpu_without, wal_without) = (
+            totals[True, together],
+            totals[False, together],
+        )
         result[name] = {
-            "per_s_with_index": round(with_index, 1),
-            "per_s_without": round(without, 1),
-            "writer_cost": round(1 - with_index / without, 3),
+            "per_s_with_index": round(count / s_with, 1),
+            "per_s_without": round(count / s_without, 1),
+            "throughput_cost": round(1 - s_without / s_with, 3),
+            "cpu_ms_with_index": round(1000 * cpu_with / count, 3),
+            "cpu_ms_without": round(1000 * cpu_without / count, 3),
+            "cpu_cost": round(cpu_with / cpu_without - 1, 3) if cpu_without else None,
+            "wal_bytes_with_index": round(wal_with / count),
+            "wal_bytes_without": round(wal_without / count),
         }
-    result["within_writer_target"] = result["committed_each"]["writer_cost"] <= TARGET_WRITER_COST
+    cpu_cost = result["committed_each"]["cpu_cost"]
+    result["within_writer_target"] = cpu_cost is not None and cpu_cost <= TARGET_WRITER_COST
     result["rounds"] = rounds
     return result
 
