@@ -10,6 +10,8 @@
 #   make bench-workspace   only the /me/rooms one (200 rooms, 1,000,000 messages; ~2 min)
 #   make bench-search      only GET /search's (1,000,000 messages; p50/p95 per query kind,
 #                          index size, writer cost; a few minutes)
+#   make bench-fanout      only /events against per-room streams (1,000 users x 10 rooms)
+#   make bench-writers     only the writers: plain INSERT, bare NOTIFY, pgchat (pgbench)
 #   make psql    psql on the project's database       make db    start the database only
 #   make stop    stop the embedded PostgreSQL         make clean remove .venv and .pgchat
 # With DATABASE_URL set, that server is used and no embedded PostgreSQL starts.
@@ -32,7 +34,8 @@ METRICS_DIR := .pgchat/metrics
 
 export DJANGO_SETTINGS_MODULE := config.settings
 
-.PHONY: run test lint typecheck fmt bench bench-workspace bench-search psql db migrate stop clean venv
+.PHONY: run test lint typecheck fmt bench bench-workspace bench-search bench-fanout bench-writers \
+	psql db migrate stop clean venv
 
 venv: $(DEV)
 
@@ -84,7 +87,15 @@ fmt: $(DEV)
 bench: migrate $(DEV)
 	$(PY) -m bench.workspace_queries $(WORKSPACE_BENCH_ARGS)
 	$(PY) -m bench.search_queries $(SEARCH_BENCH_ARGS)
+	$(PY) -m bench.workspace_fanout $(FANOUT_BENCH_ARGS)
 	$(PY) -m bench --workers $(WORKERS) $(BENCH_ARGS)
+	$(PY) -m bench.writers $(WRITERS_BENCH_ARGS)
+
+bench-writers: migrate $(DEV)
+	$(PY) -m bench.writers $(WRITERS_BENCH_ARGS)
+
+bench-fanout: migrate $(DEV)
+	$(PY) -m bench.workspace_fanout $(FANOUT_BENCH_ARGS)
 
 bench-workspace: migrate $(DEV)
 	$(PY) -m bench.workspace_queries $(WORKSPACE_BENCH_ARGS)

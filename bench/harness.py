@@ -122,10 +122,10 @@ async def measure(plan: Plan, server: ServerProcess, backends: Backends, dsn: st
     subscribers = [Subscriber() for _ in range(plan.subscribers)]
     clients: list[SSEClient] = []
     readers: list[asyncio.Task[None]] = []
-    writer = await _start_writer(plan, dsn)
+    writer = await start_writer(plan.room, plan.rate, plan.inserts, dsn)
     sampler = asyncio.create_task(_sample(tree, backends, peak))
     try:
-        await _wait_ready(writer)
+        await wait_ready(writer)
         opened_at = time.monotonic()
         await _open_all(plan, server.port, subscribers, clients, readers, tally)
         _note_connects(result, tally, time.monotonic() - opened_at)
@@ -155,7 +155,7 @@ async def measure(plan: Plan, server: ServerProcess, backends: Backends, dsn: st
         for task in readers:
             task.cancel()
         await asyncio.gather(sampler, *readers, return_exceptions=True)
-        await _stop_writer(writer)
+        await stop_writer(writer)
     return result
 
 
@@ -175,10 +175,11 @@ def _note_connects(result: Result, tally: Tally, seconds: float) -> None:
 # -- the writer process --------------------------------------------------------------------
 
 
-async def _start_writer(plan: Plan, dsn: str) -> asyncio.subprocess.Process:
+async def start_writer(rooms: str, rate: float, count: int, dsn: str) -> asyncio.subprocess.Process:
+    """bench/writer.py in a process of its own; ``rooms``: one slug, or several, commas."""
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.writer",
-        "--room", plan.room, "--rate", str(plan.rate), "--count", str(plan.inserts),
+        "--room", rooms, "--rate", str(rate), "--count", str(count),
         cwd=PROJECT_DIR,
         env={**os.environ, "DATABASE_URL": dsn},
         stdin=asyncio.subprocess.PIPE,
@@ -186,7 +187,7 @@ async def _start_writer(plan: Plan, dsn: str) -> asyncio.subprocess.Process:
     )  # fmt: skip
 
 
-async def _wait_ready(writer: asyncio.subprocess.Process) -> None:
+async def wait_ready(writer: asyncio.subprocess.Process) -> None:
     assert writer.stdout is not None
     async with asyncio.timeout(WRITER_READY_SECONDS):
         line = await writer.stdout.readline()
@@ -214,7 +215,7 @@ async def _write(plan: Plan, writer: asyncio.subprocess.Process, tally: Tally) -
     return commits
 
 
-async def _stop_writer(writer: asyncio.subprocess.Process) -> None:
+async def stop_writer(writer: asyncio.subprocess.Process) -> None:
     if writer.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             writer.kill()  # it is done, or this measurement is abandoned: either way, go

@@ -140,14 +140,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def create_scratch(base: str) -> str:
+def create_scratch(base: str, label: str = "workspace") -> str:
     """A new, migrated database on the same server; returns its conninfo."""
-    name = f"pgchat_bench_workspace_{os.getpid()}"
+    name = f"pgchat_bench_{label}_{os.getpid()}"
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(str(name)))
         )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(str(name))))
     scratch = make_conninfo(base, dbname=name)
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
@@ -163,7 +163,7 @@ def drop_scratch(base: str, scratch: str) -> None:
     name = conninfo_to_dict(scratch)["dbname"]
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(str(name)))
         )
 
 
@@ -172,20 +172,22 @@ def load(scratch: str, args: argparse.Namespace) -> int:
     params = {"user": USER, "authors": AUTHORS, "rooms": args.rooms, "messages": args.messages}
     with psycopg.connect(scratch, autocommit=True) as conn:  # each statement commits
         for statement in load_statements(args.via_triggers):
-            conn.execute(statement, params)  # type: ignore[arg-type]
+            conn.execute(statement, params)
         conn.execute("VACUUM ANALYZE")  # as autovacuum would, in time: visibility map, stats
         row = conn.execute("SELECT id FROM auth_user WHERE username = %s", (USER,)).fetchone()
     assert row is not None
     return int(row[0])
 
 
-async def measure(scratch: str, user_id: int, reading: str, args: argparse.Namespace) -> dict:
+async def measure(
+    scratch: str, user_id: int, reading: str, args: argparse.Namespace
+) -> dict[str, Any]:
     async with await psycopg.AsyncConnection.connect(
         scratch,
         autocommit=True,
         prepare_threshold=None,  # as the read pool (chat/db.py)
     ) as conn:
-        await conn.execute(READING[reading], {"user": USER})  # type: ignore[arg-type]
+        await conn.execute(READING[reading], {"user": USER})
         await conn.execute("VACUUM ANALYZE chat_readstate")
         for _ in range(WARM_UP_RUNS):
             rooms = await workspace.my_rooms(conn, user_id)
@@ -196,7 +198,7 @@ async def measure(scratch: str, user_id: int, reading: str, args: argparse.Names
             timings.append((time.perf_counter() - start) * 1000)
         if args.explain:
             query = "EXPLAIN (ANALYZE, BUFFERS) " + workspace.MY_ROOMS
-            cur = await conn.execute(query, {"user": user_id})  # type: ignore[arg-type]
+            cur = await conn.execute(query, {"user": user_id})
             plan = "\n".join(row[0] for row in await cur.fetchall())
             print(f"--- {reading} ---\n{plan}", file=sys.stderr)
     timings.sort()

@@ -24,8 +24,9 @@ CONNECT_TIMEOUT_SECONDS = 10
 INSERT = "INSERT INTO chat_chatmessage (room_id, author, text) VALUES (%s, %s, %s) RETURNING id"
 
 
-def write(conninfo: str, room: str, rate: float, count: int) -> None:
-    """Insert ``count`` rows at ``rate`` per second on an absolute schedule (no drift)."""
+def write(conninfo: str, rooms: Sequence[str], rate: float, count: int) -> None:
+    """Insert ``count`` rows at ``rate`` per second on an absolute schedule (no drift),
+    round-robin over ``rooms``."""
     with psycopg.connect(
         conninfo,
         autocommit=True,  # each INSERT is its own transaction: the NOTIFY goes out at its COMMIT
@@ -40,6 +41,7 @@ def write(conninfo: str, room: str, rate: float, count: int) -> None:
             delay = start + i / rate - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
+            room = rooms[i % len(rooms)]
             row = conn.execute(INSERT, (room, "bench", f"bench message {i + 1} of {count}"))
             committed_at = time.time()  # autocommit: execute() returns after COMMIT
             inserted = row.fetchone()
@@ -51,13 +53,13 @@ def write(conninfo: str, room: str, rate: float, count: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.writer", description=__doc__)
-    parser.add_argument("--room", required=True)
+    parser.add_argument("--room", required=True, help="a room, or several: a,b,c (in turn)")
     parser.add_argument("--rate", type=float, required=True, help="inserts per second")
     parser.add_argument("--count", type=int, required=True, help="how many inserts")
     args = parser.parse_args(argv)
     if args.rate <= 0 or args.count < 0:
         parser.error(f"need rate > 0 and count >= 0, got {args.rate} and {args.count}")
-    write(os.environ["DATABASE_URL"], args.room, args.rate, args.count)
+    write(os.environ["DATABASE_URL"], args.room.split(","), args.rate, args.count)
     return 0
 
 

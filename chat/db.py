@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import select
 from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
+
+from .pool_checks import RECONNECT_SECONDS, AsyncCheck, aregrow
 
 POOL_MAX_SIZE = 4  # per process; reads are short single statements
 
@@ -34,6 +35,7 @@ async def open_pool(conninfo: str) -> AsyncConnectionPool:
     global _pool, _turns
     if _pool is None:
         _turns = asyncio.Semaphore(POOL_MAX_SIZE)
+        check = AsyncCheck()
         _pool = AsyncConnectionPool(
             conninfo,
             min_size=1,
@@ -46,12 +48,19 @@ async def open_pool(conninfo: str) -> AsyncConnectionPool:
                 "prepare_threshold": None,
             },
             timeout=10,  # seconds to wait for a connection, like Django's pool
-            # After a database restart, pooled connections are dead, and a stream's replay
-            # must get a live one rather than fail.
-            check=_check_closed,
+            # After a restart of PostgreSQL or PgBouncer, pooled connections are dead, and a
+            # stream's replay must get a live one at once rather than fail or wait. The
+            # check polls the idle socket: the round trip of check_connection, once per
+            # checkout, was a quarter of a stream open's CPU.
+            check=check,
+            # While the server is down: a fresh attempt every second or so, not a back-off
+            # that leaves requests waiting seconds after it is back (chat/pool_checks.py).
+            reconnect_timeout=RECONNECT_SECONDS,
+            reconnect_failed=aregrow,
             open=False,
             name="pgchat-reader",
         )
+        check.pool = _pool
         await _pool.open()
     return _pool
 
@@ -92,22 +101,3 @@ async def connection() -> AsyncIterator[psycopg.AsyncConnection[Any]]:
             yield conn
         finally:
             _held.reset(token)
-
-
-async def _check_closed(conn: psycopg.AsyncConnection[Any]) -> None:
-    """The pool's check of an idle connection before lending it, without a round trip.
-
-    PostgreSQL ending a session (a restart, pg_terminate_backend) sends an error and closes
-    the socket, so an idle connection it ended has something to read; a live idle one in
-    autocommit has nothing (the pool never LISTENs). Closed, and raising, it is replaced by
-    the pool, which lends another. The round trip of AsyncConnectionPool.check_connection, once per
-    checkout, was a quarter of a stream open's CPU. (poll, not select: with thousands of
-    streams open, descriptors go past select's limit of 1024.)
-    """
-    if conn.closed or conn.broken:
-        raise psycopg.OperationalError("connection closed")
-    poller = select.poll()
-    poller.register(conn.fileno(), select.POLLIN)
-    if poller.poll(0):
-        await conn.close()  # closed, the pool replaces it rather than lending it again
-        raise psycopg.OperationalError("the server ended this idle connection")

@@ -4,7 +4,7 @@ Upstream:   the triggers' doorbells (``chat_message_bell``, ``chat_ring_access``
             0005; ``chat_ring_membership``, ``chat_read_moved``: migration 0007) and
             ``chat_message_json()`` (migration 0002) for a message's fields.
 Downstream: chat/listener.py parses bells; chat/sse.py frames a ChatEvent;
-            chat/static/chat/chat.js reads its fields.
+            chat/static/chat/messages.js reads its fields.
 On failure: a payload that does not parse is logged and skipped by the listener; nothing is
             lost: a bell carries no content, and what it points to is in the log.
 """
@@ -18,8 +18,8 @@ from typing import Any, Literal, get_args
 CHANNEL = "chat"  # the pg_notify channel the trigger sends on
 Op = Literal["created", "updated", "deleted"]
 OPS: tuple[Op, ...] = get_args(Op)
-# The fields of a message as the browser sees it; tests pin this against the SQL function
-# and against chat.js.
+# The fields of a message as the browser sees it (chat/static/chat/messages.js reads them);
+# tests pin this against the SQL function.
 MESSAGE_FIELDS = (
     "id",
     "room",

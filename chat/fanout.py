@@ -1,7 +1,8 @@
 """Hop 3: the in-process fan-out: room -> the open streams' buffers, each frame made once.
 
 Upstream:   chat/listener.py publishes the events it read from the log (``publish``).
-Downstream: one Subscription per open stream (chat/subscription.py), drained by chat/feed.py.
+Downstream: one Subscription per open stream (chat/subscription.py), drained by chat/feed.py;
+            one UserSubscription per open ``/events`` stream (``UserFanOut``).
 On failure: a stream whose buffer is full is dropped from the fan-out at once (memory stays
             bounded) and its feed catches up from the log; nothing here is a record of
             anything, so a process that dies loses only buffers the log still holds.
@@ -16,10 +17,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from . import metrics, sse
 from .events import ChatEvent
+from .history import Window
+from .position import Snapshot
 from .subscription import Subscription, Viewer
+from .user_subscription import UserSubscription
 
 logger = logging.getLogger("pgchat.fanout")
 
@@ -114,3 +119,120 @@ class FanOut:
             self.unsubscribe(sub, fell_behind=True)  # freed now, and the feed catches up
             self._count("slow_drops", 1)  # from the table when it can write again
             logger.info("dropped a slow subscriber of %r (buffer full)", event.room)
+
+
+class UserFanOut:
+    """Every open ``/events`` stream of this process, by room and by user; the listener's
+    batches become one frame per change, shared by every stream of its room."""
+
+    def __init__(self, queue_size: int, count: Callable[[str, int], None]) -> None:
+        self.queue_size = queue_size
+        self._count = count
+        self._by_room: dict[str, set[UserSubscription]] = {}
+        self._by_user: dict[int, set[UserSubscription]] = {}
+
+    def subscribe_user(
+        self, viewer: Viewer, rooms: set[str], delivered: Snapshot
+    ) -> UserSubscription:
+        sub = UserSubscription(viewer, rooms, delivered, self.queue_size)
+        self._by_user.setdefault(sub.user_id, set()).add(sub)
+        metrics.USER_STREAMS.inc()
+        for room in rooms:
+            self._by_room.setdefault(room, set()).add(sub)
+        return sub
+
+    def unsubscribe_user(self, sub: UserSubscription, *, fell_behind: bool = False) -> None:
+        """Close and forget a user stream; idempotent."""
+        sub.close(fell_behind=fell_behind)
+        for room in list(sub.rooms):
+            self._forget(sub, room)
+        subs = self._by_user.get(sub.user_id)
+        if subs is not None and sub in subs:
+            subs.remove(sub)
+            metrics.USER_STREAMS.dec()
+            if not subs:
+                del self._by_user[sub.user_id]
+
+    def add_room(self, sub: UserSubscription, room: str) -> None:
+        sub.rooms.add(room)
+        self._by_room.setdefault(room, set()).add(sub)
+
+    def remove_room(self, sub: UserSubscription, room: str) -> None:
+        """The stream stops carrying the room at once: nothing later of it is offered."""
+        sub.rooms.discard(room)
+        self._forget(sub, room)
+
+    def _forget(self, sub: UserSubscription, room: str) -> None:
+        subs = self._by_room.get(room)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._by_room[room]
+
+    @property
+    def rooms(self) -> list[str]:
+        return sorted(self._by_room)
+
+    def subscriptions(
+        self, *, user: int | None = None, room: str | None = None
+    ) -> list[UserSubscription]:
+        if user is not None:
+            return list(self._by_user.get(user, ()))
+        if room is not None:
+            return list(self._by_room.get(room, ()))
+        return [sub for subs in self._by_user.values() for sub in subs]
+
+    @property
+    def count(self) -> int:
+        return sum(len(subs) for subs in self._by_user.values())
+
+    def heartbeat(self) -> None:
+        for subs in self._by_user.values():
+            for sub in subs:
+                sub.heartbeat()
+
+    def close_all(self) -> None:
+        for sub in self.subscriptions():
+            sub.close()
+        metrics.USER_STREAMS.dec(self.count)
+        self._by_room.clear()
+        self._by_user.clear()
+
+    def publish_window(self, window: Window, previous: Snapshot) -> None:
+        """A log read's transactions (everything ``window.target`` adds to ``previous``), to
+        the streams of their rooms that lack them; then every stream has everything visible
+        in ``window.target``: the token on its batch."""
+        batches: dict[UserSubscription, list[bytes]] = {}
+        for txn in window.transactions:
+            for event in txn.events:
+                subs = self._by_room.get(event.room)
+                if not subs:
+                    continue
+                frame = sse.encode_untagged(event.name, event.message)
+                self._count("events", 1)
+                for sub in subs:
+                    # At ``previous`` (most streams): lacks it by construction. Otherwise its
+                    # client's token may already hold it (a resume from another worker).
+                    if sub.delivered is previous or not sub.delivered.visible(txn.txid):
+                        batches.setdefault(sub, []).append(frame)
+        for subs in self._by_user.values():
+            for sub in subs:  # the same object for most: the tokens are encoded once
+                at = sub.delivered
+                sub.delivered = window.target if at is previous else at.union(window.target)
+        for sub, frames in batches.items():
+            self.offer(sub, frames)
+
+    def notify_user(self, user: int, name: str, data: dict[str, Any]) -> None:
+        """One of the user's own events (``room.joined``, ...) to each of their streams."""
+        frame = sse.encode_untagged(name, data)
+        for sub in self.subscriptions(user=user):
+            self.offer(sub, [frame])
+
+    def offer(self, sub: UserSubscription, frames: list[bytes]) -> None:
+        """A batch with the stream's token on its last frame; a full buffer ends the stream."""
+        frames[-1] = sse.tag(frames[-1], sub.token)
+        self._count("frames", len(frames))
+        if not sub.offer(frames):
+            self.unsubscribe_user(sub, fell_behind=True)
+            self._count("slow_drops", 1)
+            logger.info("dropped a slow /events subscriber (buffer full)")

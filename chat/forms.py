@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from confusable_homoglyphs import confusables
 from django import forms
 from django.contrib.auth.forms import UserCreationForm
 from django.core.exceptions import ValidationError
@@ -34,6 +35,10 @@ def message_text(data: dict[str, Any]) -> str:
     return text
 
 
+# Said by the form's own check, and by the view when a create loses a race to another.
+SLUG_TAKEN = "This address is already taken."
+
+
 # [type-arg] below: both forms are generic in django-stubs only; subscripting them would fail
 # at runtime without django-stubs-ext's monkeypatch, a runtime dependency for the types alone.
 class SignUpForm(UserCreationForm):  # type: ignore[type-arg]
@@ -43,9 +48,25 @@ class SignUpForm(UserCreationForm):  # type: ignore[type-arg]
         kwargs.setdefault("label_suffix", "")  # "Username", not "Username:", as on log in
         super().__init__(*args, **kwargs)
 
+    def clean_username(self) -> str:
+        """Django's field has already NFKC-normalised the name (a full-width A is an A), and
+        its form refuses one differing only in case. Refused here too: a name mixing scripts
+        with letters that look like another script's ("alice" with a Cyrillic a, U+0430), made
+        to pass for someone else. A name in one script, any script, is welcome."""
+        username = super().clean_username()  # falsy when refused already
+        if username and confusables.is_dangerous(username):
+            raise ValidationError(
+                "This name mixes alphabets with look-alike letters (such as a Cyrillic "
+                "\u201c\u0430\u201d among Latin ones). Use letters of one alphabet.",
+                code="confusable",
+            )
+        return username
+
 
 class RoomForm(forms.ModelForm):  # type: ignore[type-arg]
     """Create a room; the view makes its creator its owner and first member."""
+
+    TAKEN = SLUG_TAKEN
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("label_suffix", "")
@@ -63,6 +84,7 @@ class RoomForm(forms.ModelForm):  # type: ignore[type-arg]
         model = Room
         fields = ["slug", "title", "is_private"]
         labels = {"slug": "Address", "is_private": "Private room"}
+        error_messages = {"slug": {"unique": SLUG_TAKEN}}
         # Django renders help texts as HTML (|safe): write "&lt;", never a bare "<".
         help_texts = {
             "slug": "Letters, digits, - and _: the room will be at /rooms/&lt;address&gt;/.",

@@ -1,7 +1,7 @@
 """Idempotent posting: a retried ``POST /rooms/<slug>/messages`` with the same
 ``Idempotency-Key`` gets the first answer again and writes nothing.
 
-Upstream:   chat/messages_api.py, for a post carrying the header (chat.js sends one per
+Upstream:   chat/messages_api.py, for a post carrying the header (composer.js sends one per
             message, and the same one when it retries).
 Downstream: ``chat_idempotentpost`` (chat/models.py ``IdempotentPost``), unique per
             (sender, key), holding the first answer's status and body for
@@ -94,7 +94,8 @@ def fingerprint(room: str, text: str) -> str:
 
 def stored_answer(sender: int, key: str, request_hash: str) -> Answer | None:
     """The first answer given to this key, if it is still kept; raises KeyReused."""
-    params = {"sender": sender, "key": key, "ttl": settings.CHAT_IDEMPOTENCY_SECONDS}
+    ttl: int = settings.CHAT_IDEMPOTENCY_SECONDS
+    params: dict[str, str | int] = {"sender": sender, "key": key, "ttl": ttl}
     with connection.cursor() as cursor:
         cursor.execute(_STORED, params)
         row = cursor.fetchone()
@@ -113,7 +114,12 @@ def once(sender: int, key: str, request_hash: str, post: Callable[[], Answer]) -
         with connection.cursor() as cursor:
             if random.randrange(PRUNE_ONE_IN) == 0:
                 cursor.execute(_PRUNE, {"ttl": ttl})
-            claim = {"sender": sender, "key": key, "hash": request_hash, "ttl": ttl}
+            claim: dict[str, str | int] = {
+                "sender": sender,
+                "key": key,
+                "hash": request_hash,
+                "ttl": ttl,
+            }
             cursor.execute(_CLAIM, claim)
             row = cursor.fetchone()
         if row is not None:  # ours: post, and keep the answer with the message it made
@@ -124,14 +130,14 @@ def once(sender: int, key: str, request_hash: str, post: Callable[[], Answer]) -
                 )
             return answer
     # Taken: our insert waited for the first request's commit, so its answer is there now.
-    answer = stored_answer(sender, key, request_hash)
-    if answer is None:  # its row expired in the instant between the two statements
+    stored = stored_answer(sender, key, request_hash)
+    if stored is None:  # its row expired in the instant between the two statements
         raise KeyBusy(f"this {HEADER} is being used by another request; retry")
-    return answer
+    return stored
 
 
 def prune() -> int:
     """Delete the keys older than CHAT_IDEMPOTENCY_SECONDS; returns how many."""
     with connection.cursor() as cursor:
         cursor.execute(_PRUNE, {"ttl": settings.CHAT_IDEMPOTENCY_SECONDS})
-        return cursor.rowcount
+        return int(cursor.rowcount)

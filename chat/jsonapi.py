@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psycopg
-from django.core.exceptions import RequestDataTooBig, ValidationError
+from django.core.exceptions import BadRequest, RequestDataTooBig, ValidationError
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponseBase, JsonResponse, QueryDict
 from django.http.multipartparser import MultiPartParserError
@@ -69,16 +69,23 @@ def request_data(request: HttpRequest) -> dict[str, Any]:
             data = json.loads(request.body or b"null")
         except (ValueError, UnicodeDecodeError) as exc:
             raise ValidationError(f"body is not valid JSON: {exc}", code="invalid") from exc
+        except RecursionError:  # "[[[[..." nested deeper than the parser's stack
+            raise ValidationError(
+                "body is not valid JSON: nested too deep", code="invalid"
+            ) from None
         if not isinstance(data, dict):
             raise ValidationError("JSON body must be an object", code="invalid")
         return data
     if request.method == "POST":
         try:
             return request.POST.dict()
-        except MultiPartParserError as exc:  # e.g. multipart without a boundary
+        # A multipart body without a boundary; a form declaring a charset other than UTF-8
+        # (Django refuses it: RFC 1866 forms are UTF-8).
+        except (MultiPartParserError, BadRequest) as exc:
             raise ValidationError(f"malformed form body: {exc}", code="invalid") from exc
-    # Django parses form bodies for POST only; PATCH with a form body is parsed here.
-    return QueryDict(request.body, encoding=request.encoding).dict()
+    # Django parses form bodies for POST only; PATCH with a form body is parsed here, as
+    # UTF-8 whatever charset it declares, as Django does for POST.
+    return QueryDict(request.body, encoding="utf-8").dict()
 
 
 def int_param(

@@ -3,7 +3,8 @@
 Upstream:   the triggers' doorbells via NOTIFY (chat/models.py, migration 0005): a message
             bell names a room whose log grew; an access bell names what to re-check.
 Downstream: chat/fanout.py (the events read, for every open stream of their room);
-            chat/gatekeeper.py (access re-checks, before anything later is published).
+            chat/gatekeeper.py (access re-checks, before anything later is published);
+            chat/user_feeds.py (every bell, for the ``GET /events`` streams, first).
 On failure: NOTIFYs sent while the connection is down are gone, so on every (re)connect the
             listener LISTENs first and then reads, in one query, what each room's
             subscribers have not been given yet (chat/history.py), publishes it, and
@@ -36,6 +37,7 @@ from .events import CHANNEL, USER_ROOM_KINDS, Bell, InvalidPayload
 from .fanout import FanOut
 from .gatekeeper import Gatekeeper
 from .subscription import Subscription, Viewer
+from .user_feeds import UserFeeds
 
 logger = logging.getLogger("pgchat.listener")
 
@@ -63,6 +65,7 @@ class Listener:
         self.last_lag_seconds: float | None = None  # trigger -> fan-out of the last live event
         self.stats: collections.Counter[str] = collections.Counter()
         self.fanout = FanOut(queue_size, self._count)
+        self.users = UserFeeds(queue_size, self._count)  # GET /events streams
         self.recheck_seconds = recheck_seconds  # the periodic sweep of every stream's access
         self._gatekeeper = Gatekeeper()
         # Made in start(), not here: asyncio objects must belong to the running loop.
@@ -101,6 +104,7 @@ class Listener:
         except TimeoutError:
             logger.warning("listener did not stop within %s s; cancelled", timeout)
         self.fanout.close_all()
+        self.users.fanout.close_all()
         logger.info("listener stopped")
 
     async def _tick(self) -> None:
@@ -112,6 +116,7 @@ class Listener:
             # keepalive within 1.5 heartbeats, not 2.
             await asyncio.sleep(self.heartbeat_seconds / 2)
             self.fanout.heartbeat()
+            self.users.fanout.heartbeat()
             if time.monotonic() - swept >= self.recheck_seconds:
                 swept = time.monotonic()
                 try:
@@ -187,6 +192,7 @@ class Listener:
         if events:
             logger.info("caught up %d events", events)
         await self._recheck(conn, self.fanout.subscriptions())
+        await self.users.catch_up(conn)
 
     async def _relay(self, conn: psycopg.AsyncConnection[Any], stopping: asyncio.Event) -> None:
         """Handle notifications as they come, until stop() or a connection error."""
@@ -213,11 +219,12 @@ class Listener:
         from the log (one query for all of them); an access bell first publishes what was
         gathered (committed before the change, so still theirs to see), then re-checks the
         streams it concerns before anything later is published."""
+        bells = [bell for payload in payloads if (bell := self._parse(payload)) is not None]
+        await self.users.on_batch(conn, bells)  # GET /events: chat/user_feeds.py
         rooms: dict[str, None] = {}  # rooms to read, in order of their first bell
         latest_at: float | None = None
-        for payload in payloads:
-            bell = self._parse(payload)
-            if bell is None or bell.kind in USER_ROOM_KINDS:  # for /events (issue 12), not
+        for bell in bells:
+            if bell.kind in USER_ROOM_KINDS:  # for /events (issue 12), not
                 continue  # an access change: a removal rings its own access bell
             if bell.kind == "message":
                 assert bell.room is not None  # Bell.from_payload checks it
@@ -269,6 +276,7 @@ class Listener:
         self._gatekeeper.forget_all()
         async with db.connection() as conn:
             await self._recheck(conn, self.fanout.subscriptions())
+            await self.users.catch_up(conn)
         self._gatekeeper.forget_sessions_except(
             key for sub in self.fanout.subscriptions() if (key := sub.viewer.session_key)
         )

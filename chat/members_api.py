@@ -65,10 +65,13 @@ def _members_of(user: rooms.AnyUser, slug: str) -> dict[str, Any]:
         .order_by("username")
         .values_list("username", flat=True)[: MEMBERS_LISTED_MAX + 1]
     )
-    owner = get_user_model().objects.filter(pk=room.owner_id).values_list("username", flat=True)
+    owner = None
+    if room.owner_id is not None:
+        owners = get_user_model().objects.filter(pk=room.owner_id)
+        owner = owners.values_list("username", flat=True).first()
     return {
         "room": room.slug,
-        "owner": owner.first() if room.owner_id is not None else None,
+        "owner": owner,
         "members": names[:MEMBERS_LISTED_MAX],
         "has_more": len(names) > MEMBERS_LISTED_MAX,
         "can_manage": rooms.can_manage(user, room),

@@ -1,6 +1,6 @@
 """The message API: history as JSON, and posting, editing and deleting messages.
 
-Upstream:   the browser's fetch() calls (chat/static/chat/chat.js), scripts, curl.
+Upstream:   the browser's fetch() calls (chat/static/chat/*.js), scripts, curl.
 Downstream: writes go through the ORM into chat_chatmessage, whose trigger announces them to
             every stream exactly as it announces a write from psql; reads come from the log
             (chat/history.py).
@@ -109,12 +109,14 @@ def _create_message(
         answer = idempotency.stored_answer(user.pk, key, idempotency.fingerprint(slug, text))
         if answer is not None:
             return answer
-    room = rooms.postable_room(user, slug)
+    room = rooms.postable_room(user, slug)  # raises unless signed in and allowed
     limits.check_messages(user)
+    sender_id = user.pk
+    assert sender_id is not None  # postable_room refused anonymous users
 
     def post() -> idempotency.Answer:
         message = ChatMessage.objects.create(
-            room=room, author=user.get_username(), sender=user, text=text
+            room=room, author=user.get_username(), sender_id=sender_id, text=text
         )
         # Read in this connection, so a keyed post keeps the answer in its transaction.
         with connection.cursor() as cursor:
@@ -127,7 +129,7 @@ def _create_message(
 
     if key is None:
         return post()
-    return idempotency.once(user.pk, key, idempotency.fingerprint(slug, text), post)
+    return idempotency.once(sender_id, key, idempotency.fingerprint(slug, text), post)
 
 
 async def message_detail(request: HttpRequest, slug: str, message_id: int) -> HttpResponseBase:

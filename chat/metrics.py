@@ -32,6 +32,11 @@ DEFAULT_DIR = Path(__file__).resolve().parent.parent / ".pgchat" / "metrics"
 SUBSCRIBERS = Gauge(
     "pgchat_subscribers", "Open event streams, by room.", ["room"], multiprocess_mode="livesum"
 )
+USER_STREAMS = Gauge(
+    "pgchat_user_streams",
+    "Open GET /events streams (all of a user's rooms).",
+    multiprocess_mode="livesum",
+)
 LISTENERS_CONNECTED = Gauge(
     "pgchat_listener_connected",
     "LISTEN connections that are up and caught up (one per worker process).",

@@ -84,13 +84,13 @@ def hit(bucket: str, rate: Rate) -> int | None:
         key = f"{bucket}/{rate.seconds}"
         cursor.execute(_HIT, {"bucket": key, "seconds": rate.seconds})
         hits, remaining = cursor.fetchone()
-    if hits <= rate.count:
+    if int(hits) <= rate.count:
         return None
-    return max(1, math.ceil(remaining))
+    return max(1, math.ceil(float(remaining)))
 
 
 def prune() -> int:
     """Delete the rows of windows that have ended; returns how many."""
     with connection.cursor() as cursor:
         cursor.execute(_PRUNE)
-        return cursor.rowcount
+        return int(cursor.rowcount)

@@ -3,7 +3,8 @@
 - ``lifespan``: starts and stops the listener and the read pool (Django answers only
   ``http``). Each hypercorn worker process runs it once: one listener, one pool per process.
 - ``http``: the event streams go to their own small ASGI endpoints (``ROUTES``; chat/stream.py
-  says why); every other path goes to Django.
+  says why); every other path goes to Django, behind chat/body_limit.py's guard (bodies
+  bounded in size and time before Django reads them).
 """
 
 from __future__ import annotations
@@ -11,27 +12,29 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-# get_asgi_application() sets Django up, so it comes before the imports below. Hypercorn
-# serves no static files; Django's handler serves our two and the admin's (a CDN or
-# `collectstatic` behind a proxy would take over in a large deployment).
-django_application = ASGIStaticFilesHandler(get_asgi_application())
+# get_asgi_application() sets Django up, so it comes before the imports below. Static files
+# are WhiteNoise's, as Django middleware (chat/static_files.py).
+_django = get_asgi_application()
 
 from django.conf import settings  # noqa: E402
 
-from chat import db, heap, metrics, shutdown_noise, stream  # noqa: E402
+from chat import db, heap, metrics, shutdown_noise, stream, user_stream  # noqa: E402
+from chat.body_limit import BodyLimit  # noqa: E402
 from chat.listener import get_listener  # noqa: E402
+
+# Bodies are bounded in size and time before Django reads them (chat/body_limit.py).
+django_application = BodyLimit(_django)  # type: ignore[arg-type]  # Mapping vs dict
 
 logger = logging.getLogger("pgchat.asgi")
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+Send = Callable[[Mapping[str, Any]], Awaitable[None]]
 Endpoint = Callable[..., Awaitable[None]]  # (scope, receive, send, **the path's groups)
 STARTUP_WAIT_SECONDS = 10.0  # serve only once LISTEN is up, unless the database is down
 
@@ -39,6 +42,7 @@ STARTUP_WAIT_SECONDS = 10.0  # serve only once LISTEN is up, unless the database
 # keyword arguments. Slugs as Django's <slug:...> converter matches them.
 ROUTES: list[tuple[re.Pattern[str], Endpoint]] = [
     (re.compile(r"/rooms/(?P<slug>[-a-zA-Z0-9_]+)/events"), stream.room_events),
+    (re.compile(r"/events"), user_stream.user_events),
 ]
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from psycopg.conninfo import conninfo_to_dict
 
+from config.secret_key import stored_secret_key
 from devtools import embedded_pg
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -32,14 +33,33 @@ def _env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name}={value!r}: use true or false")
 
 
-def _database_from_url(url: str) -> dict[str, Any]:
-    """Django's DATABASES entry from a libpq URL or ``key=value`` string, via psycopg's parser."""
+# Behind a transaction-pooling PgBouncer each transaction may run on another server
+# connection, so nothing may outlive one: psycopg prepares a statement on the server after
+# it ran 5 times (prepare_threshold), and PgBouncer before 1.21 does not carry prepared
+# statements across connections ("prepared statement _pg3_0 does not exist").
+_TRANSACTION_POOL_OPTIONS = {"prepare_threshold": None}
+
+
+def _pgbouncer_mode() -> str:
+    """``CHAT_PGBOUNCER``: ``transaction`` when DATABASE_URL is a transaction-mode pool."""
+    mode = os.environ.get("CHAT_PGBOUNCER", "").strip().lower()
+    if mode not in ("", "session", "transaction"):
+        raise ImproperlyConfigured(f"CHAT_PGBOUNCER={mode!r}: use transaction, session or unset")
+    return mode
+
+
+def _database_from_url(url: str, *, transaction_pool: bool = False) -> dict[str, Any]:
+    """Django's DATABASES entry from a libpq URL or ``key=value`` string, via psycopg's parser.
+
+    ``transaction_pool``: the URL is a PgBouncer in transaction mode (no server-side state).
+    """
     try:
         params: dict[str, Any] = conninfo_to_dict(url)
     except Exception as exc:  # psycopg.ProgrammingError, named loosely to avoid the import
         raise ImproperlyConfigured(f"DATABASE_URL is not a valid PostgreSQL URL: {exc}") from exc
     return {
-        "ENGINE": "django.db.backends.postgresql",
+        # Django's backend, its pool checked by chat/pool_checks.py (chat/pg_backend).
+        "ENGINE": "chat.pg_backend",
         "NAME": params.pop("dbname", "postgres"),
         "USER": params.pop("user", ""),
         "PASSWORD": params.pop("password", ""),
@@ -55,28 +75,55 @@ def _database_from_url(url: str) -> dict[str, Any]:
                 "min_size": 1,
                 "max_size": int(os.environ.get("CHAT_DB_POOL_SIZE", "8")),
                 "timeout": 10,  # seconds a request waits for a connection, then 503
+                "name": "pgchat-web",  # in psycopg_pool's log lines
             },
             **params,
-            # A writer of a room waits for that room's lock (chat_record_change); a psql
-            # session left open inside a transaction must not hold web requests (and the
-            # pool's connections) forever: after 5 s the request answers 503.
-            "options": f"-c lock_timeout=5s {params.get('options', '')}".strip(),
+            # No startup ``options`` (a transaction-pooling PgBouncer refuses them): the
+            # bound on a room's lock lives in the function that takes it (migration 0010).
+            **(_TRANSACTION_POOL_OPTIONS if transaction_pool else {}),
         },
         "CONN_MAX_AGE": 0,  # required with "pool": connections go back to it at once
-        "CONN_HEALTH_CHECKS": True,  # the pool checks a connection before lending it out,
-        # so the first requests after a database restart don't fail on dead connections
+        # A named cursor is a server-side object of one session: through a transaction
+        # pool the next FETCH may reach another server connection.
+        "DISABLE_SERVER_SIDE_CURSORS": transaction_pool,
+        # Off: Django's check is a round trip per checkout that walks a dead pool with a
+        # back-off; chat/pg_backend checks each connection before lending it out instead,
+        # so the first requests after a restart neither fail nor wait (chat/pool_checks.py).
+        "CONN_HEALTH_CHECKS": False,
     }
 
 
-DEBUG = _env_bool("DEBUG", True)
+# Off unless asked for: a debug page shows settings and source to whoever triggers it.
+DEBUG = _env_bool("DEBUG", False)
+# The production profile (README, "Running in production"): behind a TLS-terminating proxy.
+CHAT_PRODUCTION = _env_bool("CHAT_PRODUCTION", False)
+if CHAT_PRODUCTION and DEBUG:
+    raise ImproperlyConfigured("CHAT_PRODUCTION=true and DEBUG=true: choose one")
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
-    SECRET_KEY = "django-insecure-pgchat-development-key-do-not-use-in-production"
+    if CHAT_PRODUCTION:
+        raise ImproperlyConfigured("CHAT_PRODUCTION=true needs SECRET_KEY (50+ random characters)")
+    SECRET_KEY = stored_secret_key(BASE_DIR / ".pgchat" / "secret_key")  # generated once
+if CHAT_PRODUCTION and not os.environ.get("ALLOWED_HOSTS", "").strip():
+    raise ImproperlyConfigured("CHAT_PRODUCTION=true needs ALLOWED_HOSTS: the names clients use")
 ALLOWED_HOSTS = [
     h.strip() for h in os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",")
 ]
+if CHAT_PRODUCTION:
+    # The proxy terminates TLS and says so in X-Forwarded-Proto (it must overwrite what a
+    # client sends): Django then knows the request was https, for redirects and CSRF.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]  # the proxy's own probes, over http
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = int(os.environ.get("CHAT_HSTS_SECONDS", "31536000"))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("CHAT_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = _env_bool("CHAT_HSTS_PRELOAD", True)
+# Even with DEBUG=true the debug page masks the database URLs and any URL with a password.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "chat.error_reports.CredentialFilter"
+DEFAULT_EXCEPTION_REPORTER = "chat.error_reports.Reporter"  # never fails on the request
+# Password reset needs mail: without EMAIL_HOST it is not routed at all (config/urls.py).
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "").strip()
 
 
 def _embedded_database_url() -> str:
@@ -90,9 +137,20 @@ def _embedded_database_url() -> str:
 
 
 DATABASE_URL = os.environ.get("DATABASE_URL") or _embedded_database_url()
-DATABASES = {"default": _database_from_url(DATABASE_URL)}
-# LISTEN needs a session: behind a transaction-pooling PgBouncer, point this at session mode.
+CHAT_PGBOUNCER = _pgbouncer_mode()
+DATABASES = {
+    "default": _database_from_url(DATABASE_URL, transaction_pool=CHAT_PGBOUNCER == "transaction")
+}
+# LISTEN needs a session: behind a transaction-pooling PgBouncer, point this at PostgreSQL
+# directly or at a session-mode pool (docs/deploy.md).
 CHAT_LISTEN_DATABASE_URL = os.environ.get("CHAT_LISTEN_DATABASE_URL") or DATABASE_URL
+if CHAT_PGBOUNCER == "transaction" and CHAT_LISTEN_DATABASE_URL == DATABASE_URL:
+    # Through a transaction pool LISTEN lands on some server connection and the listener
+    # would hear nothing, silently: refuse to start instead.
+    raise ImproperlyConfigured(
+        "CHAT_PGBOUNCER=transaction needs CHAT_LISTEN_DATABASE_URL: LISTEN needs a session "
+        "(PostgreSQL directly, or a session-mode pool)"
+    )
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -110,6 +168,7 @@ INSTALLED_APPS = [
 # beside Django (chat/stream.py), so nothing here can buffer or rewrite a stream's body.
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "chat.static_files.StaticFiles",  # WhiteNoise: right after security, as its docs say
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -161,7 +220,10 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / ".pgchat" / "static"
+# Served by WhiteNoise (chat/static_files.py) from the apps' static folders, indexed at
+# start-up: no collectstatic step. With DEBUG it looks each file up again, so edits show.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # The event stream (chat/stream.py, chat/listener.py).
@@ -234,6 +296,14 @@ AXES_LOCKOUT_CALLABLE = "chat.login_lockout.lockout_response"  # 429 page, Retry
 AXES_DISABLE_ACCESS_LOG = True  # no log of successful log-ins: not needed, personal data
 AXES_VERBOSE = False
 
+# -- Request bodies (chat/body_limit.py, README "Limits") ---------------------------------
+# A body over this many bytes answers 413 before it is read; one that has not fully
+# arrived after CHAT_BODY_TIMEOUT_SECONDS answers 408.
+CHAT_MAX_BODY_BYTES = int(os.environ.get("CHAT_MAX_BODY_BYTES", str(1024 * 1024)))
+CHAT_BODY_TIMEOUT_SECONDS = float(os.environ.get("CHAT_BODY_TIMEOUT_SECONDS", "20"))
+# Django's own limit, equal: the guard has refused anything larger before Django reads it.
+DATA_UPLOAD_MAX_MEMORY_SIZE = CHAT_MAX_BODY_BYTES
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -243,7 +313,14 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
         "pgchat": {"handlers": ["console"], "level": os.environ.get("CHAT_LOG_LEVEL", "INFO")},
+        # The pools' own warnings carry the cause a pool timeout hides: "error connecting in
+        # 'pgchat-web': ... FATAL: ..." (refused, wrong password, server down).
+        "psycopg": {"handlers": ["console"], "level": "WARNING", "propagate": False},
         # Failed log-ins and lockouts (username and address masked), in the same format.
         "axes": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        # Every server error with its traceback (Django logs a 500 here with exc_info),
+        # and refused Host headers: with DEBUG off Django itself would only mail admins.
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+        "django.security": {"handlers": ["console"], "level": "ERROR", "propagate": False},
     },
 }

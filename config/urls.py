@@ -1,11 +1,32 @@
 """URLs: the public contract of docs/contract.md ("HTTP")."""
 
+from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path
+from django.contrib.auth import views as auth_views
+from django.urls import URLPattern, URLResolver, include, path
 
 from chat import members_api, messages_api, operations, pages, search_api, workspace_api
 
-handler400 = "chat.error_views.bad_request"  # JSON, like every other error of the API
+# The project's own error answers: JSON for the API and streams, a styled page for pages.
+handler400 = "chat.error_views.bad_request"
+handler403 = "chat.error_views.permission_denied"
+handler404 = "chat.error_views.page_not_found"
+handler500 = "chat.error_views.server_error"
+
+# Django's auth views, without password reset unless mail is configured: a reset form that
+# can send no mail would accept addresses and deliver nothing (and 500 on an SMTP error).
+accounts: list[URLPattern | URLResolver] = [
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("password_change/", auth_views.PasswordChangeView.as_view(), name="password_change"),
+    path(
+        "password_change/done/",
+        auth_views.PasswordChangeDoneView.as_view(),
+        name="password_change_done",
+    ),
+]
+if settings.EMAIL_HOST:
+    accounts.append(path("", include("django.contrib.auth.urls")))  # the reset views too
 
 urlpatterns = [
     path("", pages.index, name="index"),
@@ -33,6 +54,6 @@ urlpatterns = [
     path("healthz", operations.healthz, name="healthz"),
     path("metrics", operations.metrics_view, name="metrics"),
     path("accounts/signup/", pages.signup, name="signup"),
-    path("accounts/", include("django.contrib.auth.urls")),
+    path("accounts/", include(accounts)),
     path("admin/", admin.site.urls),
 ]

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractUser, User
+from django.contrib.auth.models import User
 from django.db import connection
 from pytest_django import DjangoDbBlocker
 
@@ -20,7 +22,7 @@ from chat import db
 from chat.models import Room
 from devtools.embedded_pg import EmbeddedPostgres
 
-from .helpers import PASSWORD, SERVER_SESSIONS, sessions, terminate, unique
+from .helpers import DEADLINE, PASSWORD, SERVER_SESSIONS, sessions, terminate, unique
 from .servers import PROJECT_DIR, Browserless, Server, database_url, wait_for_server_backends_gone
 
 # Scratch clusters live inside the project, not /tmp: as root the server runs as the
@@ -114,6 +116,20 @@ def scratch_cluster() -> Iterator[EmbeddedPostgres]:
     shutil.rmtree(state, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def restartable(scratch_cluster: EmbeddedPostgres) -> EmbeddedPostgres:
+    """A cluster of its own to stop and start, migrated."""
+    scratch_cluster.ensure_running()
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--no-input", "-v0"],
+        cwd=PROJECT_DIR,
+        env={**os.environ, "DATABASE_URL": scratch_cluster.url()},
+        check=True,
+        timeout=DEADLINE * 4,  # a whole process: start, connect, migrate every app
+    )
+    return scratch_cluster
+
+
 @pytest.fixture
 def make_server(db_url: str) -> Iterator[Callable[..., Server]]:
     """Start extra servers with their own settings (env); all stopped afterwards."""
@@ -169,12 +185,12 @@ async def room_stream(server: Server, room: Room) -> AsyncIterator[SSEClient]:
 
 
 @pytest.fixture
-def alice_user(make_user: Callable[..., AbstractUser]) -> AbstractUser:
+def alice_user(make_user: Callable[..., User]) -> User:
     return make_user("alice")
 
 
 @pytest.fixture
-async def alice(server: Server, alice_user: AbstractUser) -> AsyncIterator[Browserless]:
+async def alice(server: Server, alice_user: User) -> AsyncIterator[Browserless]:
     async with Browserless(server.url) as client:
         await client.login(alice_user.username)
         yield client

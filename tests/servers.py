@@ -6,6 +6,7 @@ Waiting, PostgreSQL's sessions and logging in are tests/helpers.py's.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -315,3 +316,20 @@ async def logged_seqs(room: str) -> list[int]:
 async def kill_listeners(db_url: str) -> int:
     """pg_terminate_backend() on every pgchat LISTEN connection to this test's database."""
     return await asyncio.to_thread(terminate, db_url, LISTENER)
+
+
+def run_bench(db_url: str, *argv: str, timeout: float = DEADLINE * 6) -> Any:
+    """``python -m <argv>`` (a benchmark module) in the project against ``db_url``; fails the
+    test unless it exits 0; returns the JSON of its last line of output, every benchmark's
+    summary. The timeout makes a hung run fail its test instead of the whole suite."""
+    completed = subprocess.run(
+        [sys.executable, "-m", *argv],
+        cwd=PROJECT_DIR,
+        env={**os.environ, "DATABASE_URL": db_url},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr[-4000:]
+    return json.loads(completed.stdout.strip().splitlines()[-1])

@@ -12,11 +12,12 @@ Two workers, several streams each: each worker's own listener must act on the be
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import AbstractUser, User
 
 from bench.sse_client import SSEClient, SSEError
 from chat.models import Room
@@ -52,7 +53,7 @@ def cookie(client: Browserless) -> dict[str, str]:
     return {"Cookie": f"sessionid={client.client.cookies['sessionid']}"}
 
 
-async def streams(server: Server, room: str, headers: dict[str, str] | None = None) -> list:
+async def streams(server: Server, room: str, headers: dict[str, str] | None = None) -> list[Any]:
     return list(
         await asyncio.gather(
             *(server.stream(room, headers=headers or {}) for _ in range(STREAMS_PER_VIEWER))
@@ -85,7 +86,11 @@ async def closing() -> AsyncIterator[list[SSEClient]]:
 
 
 async def test_removed_member_stops_receiving_the_room(
-    two_workers: Server, private_room: Room, make_user, db_url: str, closing: list
+    two_workers: Server,
+    private_room: Room,
+    make_user: Callable[..., User],
+    db_url: str,
+    closing: list[Any],
 ) -> None:
     alice, bob = await sync_to_async(make_user)("alice"), await sync_to_async(make_user)("bob")
     await private_room.members.aadd(alice, bob)
@@ -109,7 +114,7 @@ async def test_removed_member_stops_receiving_the_room(
 
 
 async def test_room_made_private_ends_anonymous_streams_but_not_members(
-    two_workers: Server, room: Room, make_user, db_url: str, closing: list
+    two_workers: Server, room: Room, make_user: Callable[..., User], db_url: str, closing: list[Any]
 ) -> None:
     alice = await sync_to_async(make_user)("alice")
     await room.members.aadd(alice)
@@ -132,7 +137,7 @@ async def test_room_made_private_ends_anonymous_streams_but_not_members(
 
 
 async def test_room_deleted_and_recreated_private_by_another_user(
-    two_workers: Server, room: Room, make_user, db_url: str, closing: list
+    two_workers: Server, room: Room, make_user: Callable[..., User], db_url: str, closing: list[Any]
 ) -> None:
     mallory = await sync_to_async(make_user)("mallory")
     anonymous = await streams(two_workers, room.slug)
@@ -148,7 +153,11 @@ async def test_room_deleted_and_recreated_private_by_another_user(
 
 
 async def test_log_out_ends_the_sessions_private_streams(
-    two_workers: Server, private_room: Room, make_user, db_url: str, closing: list
+    two_workers: Server,
+    private_room: Room,
+    make_user: Callable[..., User],
+    db_url: str,
+    closing: list[Any],
 ) -> None:
     alice = await sync_to_async(make_user)("alice")
     await private_room.members.aadd(alice)
@@ -163,7 +172,11 @@ async def test_log_out_ends_the_sessions_private_streams(
 
 
 async def test_sessions_deleted_from_psql_end_their_streams(
-    two_workers: Server, private_room: Room, make_user, db_url: str, closing: list
+    two_workers: Server,
+    private_room: Room,
+    make_user: Callable[..., User],
+    db_url: str,
+    closing: list[Any],
 ) -> None:
     alice = await sync_to_async(make_user)("alice")
     await private_room.members.aadd(alice)
@@ -189,7 +202,12 @@ async def test_sessions_deleted_from_psql_end_their_streams(
     ],
 )
 async def test_a_staff_users_change_ends_their_private_streams(
-    change: str, two_workers: Server, private_room: Room, make_user, db_url: str, closing: list
+    change: str,
+    two_workers: Server,
+    private_room: Room,
+    make_user: Callable[..., User],
+    db_url: str,
+    closing: list[Any],
 ) -> None:
     staff = await sync_to_async(make_user)(
         "staff", staff=True
@@ -203,7 +221,12 @@ async def test_a_staff_users_change_ends_their_private_streams(
 
 
 async def test_unrelated_access_bells_leave_streams_alone(
-    two_workers: Server, room: Room, private_room: Room, make_user, db_url: str, closing: list
+    two_workers: Server,
+    room: Room,
+    private_room: Room,
+    make_user: Callable[..., User],
+    db_url: str,
+    closing: list[Any],
 ) -> None:
     alice = await sync_to_async(make_user)("alice")
     await private_room.members.aadd(alice, await sync_to_async(make_user)("bob"))
@@ -227,7 +250,11 @@ async def test_unrelated_access_bells_leave_streams_alone(
 
 
 async def test_periodic_recheck_ends_a_stream_whose_session_expired(
-    make_server, private_room: Room, make_user, db_url: str, closing: list
+    make_server: Callable[..., Server],
+    private_room: Room,
+    make_user: Callable[..., User],
+    db_url: str,
+    closing: list[Any],
 ) -> None:
     # An expiry rings no bell (no row changes); the sweep is what catches it.
     server = make_server(CHAT_ACCESS_RECHECK_SECONDS="1", CHAT_SSE_HEARTBEAT="1")

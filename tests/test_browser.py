@@ -1,6 +1,6 @@
 """The chat people use: a real headless Chromium against a real hypercorn and PostgreSQL.
 
-Hop 5 of the data path (chat/static/chat/chat.js) is only proven by a browser: EventSource's
+Hop 5 of the data path (chat/static/chat/*.js) is only proven by a browser: EventSource's
 own reconnect and Last-Event-ID, textContent versus innerHTML, the CSP the browser enforces,
 focus and keyboard handling. Every test here drives Chromium through Playwright's async API;
 writers are real too (another browser, psql, the Django admin).
@@ -28,7 +28,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import AbstractUser, User
 from playwright.async_api import (
     Browser,
     BrowserContext,
@@ -127,7 +127,7 @@ async def open_page(browser: Browser, server: Server) -> AsyncIterator[OpenPage]
     """A page in a fresh browser context (its own cookies), logged in as ``user`` if given.
 
     Any uncaught JavaScript error on any of the test's pages fails the test: a broken
-    chat.js often still renders the server's HTML.
+    the page's JavaScript often still renders the server's HTML.
     """
     contexts: list[BrowserContext] = []
     errors: list[str] = []
@@ -167,17 +167,17 @@ async def open_page(browser: Browser, server: Server) -> AsyncIterator[OpenPage]
 
 
 @pytest.fixture
-def alice(make_user: Callable[..., AbstractUser]) -> AbstractUser:
+def alice(make_user: Callable[..., User]) -> User:
     return make_user("alice")
 
 
 @pytest.fixture
-def bob(make_user: Callable[..., AbstractUser]) -> AbstractUser:
+def bob(make_user: Callable[..., User]) -> User:
     return make_user("bob")
 
 
 @pytest.fixture
-def staff(make_user: Callable[..., AbstractUser]) -> AbstractUser:
+def staff(make_user: Callable[..., User]) -> User:
     return make_user("mod", staff=True)
 
 
@@ -234,7 +234,7 @@ async def send(page: Page, text: str) -> Locator:
 
 
 async def fetch_json(page: Page, method: str, url: str, body: Any = None) -> tuple[int, Any]:
-    """A same-origin fetch() from the page, with its session and CSRF token, as chat.js does."""
+    """A same-origin fetch() from the page, with its session and CSRF token, as api.js does."""
     status, data = await page.evaluate(
         """async ([method, url, body]) => {
             const token = (document.cookie.match(/(?:^|;\\s*)csrftoken=([^;]+)/) || [])[1];
@@ -375,6 +375,40 @@ async def test_markup_in_a_message_is_shown_as_text_and_never_runs(
     assert await page.evaluate("typeof window.__inline") == "undefined"
 
 
+@browser_test
+async def test_a_bidi_override_in_a_name_shows_as_written(
+    open_page: OpenPage, room: Room, alice: AbstractUser, db_url: str
+) -> None:
+    """A psql author "adm<U+202E>nim" once displayed as "admmin" (issue 11, point 9): its
+    characters must appear left to right as written, its control shown, not obeyed; the
+    name and the text are isolated from the line around them."""
+    await psql(
+        db_url,
+        "INSERT INTO chat_chatmessage (room_id, author, text) "
+        f"VALUES ('{room.slug}', E'adm\\u202Enim', E'\\u202Ereversed text')",
+    )
+    page = await open_page(alice)
+    await enter_room(page, room)
+    author = messages(page).first.locator(".author")
+    await expect(author).to_have_text("adm[U+202E]nim")
+    # Where each character is drawn: strictly left to right, so "nim" is not "min".
+    lefts: list[float] = await author.evaluate(
+        """node => {
+            const text = node.firstChild, range = document.createRange(), lefts = [];
+            for (let i = 0; i < text.length; i++) {
+                range.setStart(text, i);
+                range.setEnd(text, i + 1);
+                lefts.push(range.getBoundingClientRect().left);
+            }
+            return lefts;
+        }"""
+    )
+    assert lefts == sorted(lefts), lefts
+    assert len(set(lefts)) == len(lefts), lefts
+    assert await author.evaluate("node => node.tagName") == "BDI"
+    assert await texts(page).first.get_attribute("dir") == "auto"
+
+
 def _csp_directives(header: str) -> dict[str, list[str]]:
     directives = (part.split() for part in header.split(";") if part.strip())
     return {name.lower(): sources for name, *sources in directives}
@@ -397,18 +431,21 @@ async def test_private_room_refuses_non_members_everywhere(
         async with Browserless(server.url) as person:
             if username is not None:
                 await person.login(username)
-            results = []
+            results: list[tuple[int, Any]] = []
             for url in urls:
                 async with person.client.stream("GET", url) as response:
                     if response.status_code == 200:  # the stream never ends: don't read it
                         results.append((200, response.headers["content-type"].split(";")[0]))
+                    elif url.endswith("/"):  # a page: the styled 404 (tests/test_error_pages.py)
+                        body = (await response.aread()).decode()
+                        results.append((response.status_code, "no room" in body))
                     else:
                         results.append((response.status_code, json_of(await response.aread())))
             return results
 
     refused = {"error": f"no room {private_room.slug!r}"}
-    assert await statuses(bob.username) == [(404, refused)] * 3
-    assert await statuses(None) == [(404, refused)] * 3
+    assert await statuses(bob.username) == [(404, True), (404, refused), (404, refused)]
+    assert await statuses(None) == [(404, True), (404, refused), (404, refused)]
     allowed = [(200, "text/html"), (200, "application/json"), (200, "text/event-stream")]
     assert await statuses(alice.username) == allowed
     assert await statuses(staff.username) == allowed

@@ -38,7 +38,7 @@ async def test_a_send_whose_answer_is_lost_is_retried_once_and_shows_once(
     open_page: OpenPage, room: Room, alice: AbstractUser
 ) -> None:
     """The server writes the message, but its answer never reaches the browser (the
-    connection drops): chat.js retries with the same key, gets the same message back, and
+    connection drops): composer.js retries with the same key, gets the same message back, and
     neither the page nor the table has it twice."""
     page = await open_page(alice)
     await enter_room(page, room)

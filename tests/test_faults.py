@@ -4,11 +4,8 @@ client that never reads, a server shut down with open streams, and a soak of all
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +18,7 @@ from chat.models import Room
 from devtools.embedded_pg import EmbeddedPostgres
 
 from .helpers import DEADLINE, SERVER_SESSIONS, sessions, unique, wait_until_async
-from .servers import PROJECT_DIR, Server, collect, insert_sql, kill_listeners, logged_seqs, psql
+from .servers import Server, collect, insert_sql, kill_listeners, logged_seqs, psql
 
 SOAK_SECONDS = 20  # how long the soak writes, reconnects and kills; bounded by design
 
@@ -100,20 +97,6 @@ async def test_healthz_status_agrees_with_its_body_while_the_listener_flaps(
     assert {code for code, _ in answered} == {200, 503}
     for code, body in answered:
         assert (code == 200) == (body["listener_connected"] and body["database"]), body
-
-
-@pytest.fixture(scope="module")
-def restartable(scratch_cluster: EmbeddedPostgres) -> EmbeddedPostgres:
-    """A cluster of its own to stop and start, migrated."""
-    scratch_cluster.ensure_running()
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--no-input", "-v0"],
-        cwd=PROJECT_DIR,
-        env={**os.environ, "DATABASE_URL": scratch_cluster.url()},
-        check=True,
-        timeout=DEADLINE * 4,  # a whole process: start, connect, migrate every app
-    )
-    return scratch_cluster
 
 
 async def test_postgres_restart_mid_stream_loses_nothing(

@@ -1,5 +1,10 @@
-"""Property-based fuzzing of what a client can send: never a 500, every error is JSON, and
-a refused write writes nothing."""
+"""Property-based fuzzing of what a client can send: never a 500, every API error is JSON, and
+a refused write writes nothing.
+
+``ONCE_FAILING`` lists the inputs that gave a 500 before issue 11 was fixed; each is replayed
+as an explicit example, against a server with DEBUG off and one with DEBUG on (whose debug
+page once failed on its own).
+"""
 
 from __future__ import annotations
 
@@ -11,13 +16,13 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from django.contrib.auth import get_user_model
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from chat.models import ChatMessage, Room
 
-from .helpers import DEADLINE, PASSWORD, session_cookies, unique
-from .servers import Server
+from .helpers import DEADLINE, PASSWORD, SERVER_SESSIONS, session_cookies, sessions, unique
+from .servers import Server, wait_for_server_backends_gone
 
 FUZZ = settings(
     max_examples=120,
@@ -30,6 +35,16 @@ junk = st.one_of(
     st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), any_text,
     st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=5), st.integers()),
 )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def debug_server(db_url: str) -> Iterator[Server]:
+    """A second server with DEBUG=true: a developer's, still never a 500 for a client."""
+    before = len(sessions(db_url, SERVER_SESSIONS))  # other servers' (as make_server counts)
+    srv = Server(db_url, env={"DEBUG": "true"}).start()
+    yield srv
+    srv.stop()
+    wait_for_server_backends_gone(db_url, leave=before)
 
 
 @pytest.fixture(scope="module")
@@ -72,16 +87,29 @@ def test_post_any_json_text(logged_in: httpx.Client, fuzz_room: Room, text: obje
 
 @FUZZ
 @given(
-    body=st.binary(max_size=300),
+    body=st.one_of(
+        st.binary(max_size=300),
+        # Deeply nested JSON: "[[[[..." once raised RecursionError out of the parser.
+        st.tuples(st.sampled_from(["[", '{"a":', '[{"text":']), st.integers(1, 60_000)).map(
+            lambda t: (t[0] * t[1]).encode()
+        ),
+    ),
     content_type=st.sampled_from(
         [
             "application/json",
             "application/x-www-form-urlencoded",
+            "application/x-www-form-urlencoded; charset=latin-1",
+            "application/x-www-form-urlencoded; charset=utf-16",
+            "application/x-www-form-urlencoded; charset=no-such-charset",
+            "application/json; charset=latin-1",
             "text/plain",
             "multipart/form-data",
+            "multipart/form-data; boundary=x; charset=latin-1",
         ]
     ),
 )
+@example(body=b"[" * 50_000, content_type="application/json")
+@example(body=b"text=caf\xe9", content_type="application/x-www-form-urlencoded; charset=latin-1")
 def test_post_any_body(
     logged_in: httpx.Client, fuzz_room: Room, body: bytes, content_type: str
 ) -> None:
@@ -147,3 +175,67 @@ def test_stream_any_last_event_id(server: Server, fuzz_room: Room, value: bytes)
     assert status in (200, 400), head[:300]
     if status == 400:
         assert b"application/json" in head
+
+
+# -- the inputs that once gave a 500 (issue 11), and paths of their kind ---------------------
+
+# (method, path, content type or None, body), each sent anonymously with only a CSRF cookie
+ONCE_FAILING: list[tuple[str, str, str | None, bytes]] = [
+    # RecursionError escaped the JSON parser; anonymous, with only a CSRF cookie.
+    ("POST", "/rooms/lobby/messages", "application/json", b"[" * 50_000),
+    # A form declaring a charset: Django refuses it (BadRequest), then under DEBUG its debug
+    # page read the body again and failed with a bare 500.
+    ("POST", "/rooms/lobby/messages", "application/x-www-form-urlencoded; charset=latin-1",
+     b"text=caf\xe9"),
+    ("POST", "/accounts/login/", "application/x-www-form-urlencoded; charset=latin-1",
+     b"username=a&password=b"),
+    # Path traversal below /static/: SuspiciousFileOperation from Django's static handler.
+    ("GET", "/static/%2e%2e/%2e%2e/config/settings.py", None, b""),
+    ("GET", "/static/..%2f..%2fconfig/settings.py", None, b""),
+    ("GET", "/static/..%2f..%2f..%2f..%2fetc/passwd", None, b""),
+    ("GET", "/static/chat/..%2f..%2f..%2fsettings.py", None, b""),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["debug-off", "debug-on"])
+@pytest.mark.parametrize(("method", "path", "content_type", "body"), ONCE_FAILING)
+def test_once_failing_inputs(
+    request: pytest.FixtureRequest,
+    debug: bool,
+    method: str,
+    path: str,
+    content_type: str | None,
+    body: bytes,
+) -> None:
+    target: Server = request.getfixturevalue("debug_server" if debug else "server")
+    with httpx.Client(base_url=target.url, timeout=DEADLINE) as anonymous:
+        anonymous.get("/accounts/login/")  # the CSRF cookie, and nothing else
+        headers = {"X-CSRFToken": anonymous.cookies.get("csrftoken") or ""}
+        if content_type:
+            headers["Content-Type"] = content_type
+        response = anonymous.request(method, path, content=body, headers=headers)
+    assert response.status_code < 500, response.text[:300]
+    if path.startswith("/static/"):
+        assert response.status_code == 404
+        assert "SECRET_KEY" not in response.text
+        assert "root:" not in response.text
+
+
+traversal_segment = st.sampled_from(
+    ["..", "%2e%2e", ".%2e", "%2e.", "..%2f", "..%5c", "%2f", "%00", ".", "chat", "admin",
+     "%252e%252e", "\\", "settings.py", "chat.js", "%c0%ae%c0%ae", ""]
+)  # fmt: skip
+
+
+@FUZZ
+@given(segments=st.lists(traversal_segment, min_size=1, max_size=8))
+def test_static_any_path(server: Server, segments: list[str]) -> None:
+    """Whatever a /static/ path holds, it is a file WhiteNoise indexed, or a 404."""
+    path = "/static/" + "/".join(segments)
+    with socket.create_connection((server.host, server.port), timeout=DEADLINE) as sock:
+        sock.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: {server.host}\r\nConnection: close\r\n\r\n".encode()
+        )
+        head = sock.recv(65536)
+    status = int(head.split(b" ", 2)[1])
+    assert status in (200, 301, 304, 400, 404), head[:300]

@@ -14,13 +14,13 @@ from typing import Any
 import httpx
 import pytest
 from asgiref.sync import sync_to_async
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import AbstractUser, User
 from django.db.models.functions import Now
 
 from chat import idempotency
 from chat.models import ChatMessage, IdempotentPost, Room
 
-from .conftest import PASSWORD, unique
+from .helpers import PASSWORD, unique
 from .servers import Browserless, Server
 
 MakeServer = Callable[..., Server]
@@ -56,7 +56,7 @@ async def rows(room: Room) -> int:
 
 
 async def test_same_key_twice_writes_once_and_answers_the_same(
-    server: Server, logged_in: Any, alice_user: AbstractUser, room: Room
+    server: Server, logged_in: Any, alice_user: User, room: Room
 ) -> None:
     alice = await logged_in(server, alice_user)
     key = str(uuid.uuid4())
@@ -72,7 +72,7 @@ async def test_same_key_twice_writes_once_and_answers_the_same(
 
 
 async def test_concurrent_requests_with_one_key_write_once(
-    make_server: MakeServer, logged_in: Any, alice_user: AbstractUser, room: Room
+    make_server: MakeServer, logged_in: Any, alice_user: User, room: Room
 ) -> None:
     """The race a retrying client makes when its first request is only slow: the database's
     unique (sender, key) decides, on either worker; every answer is the one message."""
@@ -99,7 +99,7 @@ async def test_the_same_key_from_two_users_is_two_posts(
 
 
 async def test_a_key_reused_for_another_message_is_refused(
-    server: Server, logged_in: Any, alice_user: AbstractUser, room: Room
+    server: Server, logged_in: Any, alice_user: User, room: Room
 ) -> None:
     alice = await logged_in(server, alice_user)
     key = str(uuid.uuid4())
@@ -120,14 +120,14 @@ async def test_a_key_reused_for_another_message_is_refused(
     ],
 )
 async def test_a_malformed_key_is_a_400_and_writes_nothing(
-    server: Server, logged_in: Any, alice_user: AbstractUser, room: Room, key: str, reason: str
+    server: Server, logged_in: Any, alice_user: User, room: Room, key: str, reason: str
 ) -> None:
     alice = await logged_in(server, alice_user)
     response = await alice.request(
         "POST",
         f"/rooms/{room.slug}/messages",
         json={"text": "never"},
-        headers={"Idempotency-Key": key.encode("latin-1")},  # type: ignore[dict-item]
+        headers={"Idempotency-Key": key.encode("latin-1")},
     )
     assert response.status_code == 400
     assert reason in response.json()["error"]
@@ -135,7 +135,7 @@ async def test_a_malformed_key_is_a_400_and_writes_nothing(
 
 
 async def test_a_refused_post_is_not_remembered(
-    server: Server, logged_in: Any, alice_user: AbstractUser, room: Room
+    server: Server, logged_in: Any, alice_user: User, room: Room
 ) -> None:
     """A refusal wrote nothing, so the key stays free: sent again, fixed, it posts."""
     alice = await logged_in(server, alice_user)
@@ -150,7 +150,7 @@ async def test_a_refused_post_is_not_remembered(
 
 
 async def test_a_replay_is_not_counted_by_the_rate_limit(
-    make_server: MakeServer, logged_in: Any, alice_user: AbstractUser, room: Room
+    make_server: MakeServer, logged_in: Any, alice_user: User, room: Room
 ) -> None:
     srv = make_server(CHAT_RATELIMIT_MESSAGES="1/10000000")
     alice = await logged_in(srv, alice_user)
@@ -164,7 +164,7 @@ async def test_a_replay_is_not_counted_by_the_rate_limit(
 
 
 async def test_an_expired_key_posts_afresh(
-    make_server: MakeServer, logged_in: Any, alice_user: AbstractUser, room: Room
+    make_server: MakeServer, logged_in: Any, alice_user: User, room: Room
 ) -> None:
     srv = make_server(CHAT_IDEMPOTENCY_SECONDS="60")
     alice = await logged_in(srv, alice_user)
@@ -180,7 +180,7 @@ async def test_an_expired_key_posts_afresh(
     assert await IdempotentPost.objects.filter(sender=alice_user, key=key).acount() == 1
 
 
-def test_expired_keys_are_pruned(alice_user: AbstractUser, settings: Any) -> None:
+def test_expired_keys_are_pruned(alice_user: User, settings: Any) -> None:
     settings.CHAT_IDEMPOTENCY_SECONDS = 3600
     old = IdempotentPost.objects.create(sender=alice_user, key="old", request_hash="h", status=201)
     new = IdempotentPost.objects.create(sender=alice_user, key="new", request_hash="h", status=201)

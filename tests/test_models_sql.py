@@ -23,11 +23,12 @@ def sql(query: str, *params: Any) -> list[tuple[Any, ...]]:
         return cursor.fetchall() if cursor.description else []
 
 
-def message_json(message: ChatMessage) -> dict:
+def message_json(message: ChatMessage) -> dict[str, Any]:
     [(shown,)] = sql(
         "SELECT chat_message_json(m)::text FROM chat_chatmessage m WHERE id = %s", message.pk
     )
-    return json.loads(shown)
+    loaded: dict[str, Any] = json.loads(shown)
+    return loaded
 
 
 def test_message_json_has_the_fields_chat_events_name(room: Room) -> None:

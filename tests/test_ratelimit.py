@@ -23,6 +23,7 @@ import httpx
 import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from django.db import connection
 from django.test import RequestFactory, override_settings
 
@@ -30,7 +31,7 @@ from chat import ratelimit
 from chat.client_address import limited_address
 from chat.models import ChatMessage, Room
 
-from .conftest import PASSWORD, unique
+from .helpers import PASSWORD, unique
 from .servers import Browserless, Server
 
 LONG = 10_000_000  # seconds (about 4 months): no window boundary falls inside a test
@@ -119,7 +120,10 @@ def assert_limited_page(response: httpx.Response, window: int, reason: str) -> N
 
 
 async def test_posting_limit_holds_across_two_workers(
-    make_server: MakeServer, visitors: Any, make_user: Any, room: Room
+    make_server: MakeServer,
+    visitors: Callable[..., Visitor],
+    make_user: Callable[..., User],
+    room: Room,
 ) -> None:
     """One user floods a room: exactly the limit's worth of posts land, however the
     concurrent requests are spread over the processes; the rest get 429 and Retry-After."""
@@ -143,7 +147,10 @@ async def test_posting_limit_holds_across_two_workers(
 
 
 async def test_posting_limit_is_per_user(
-    make_server: MakeServer, visitors: Any, make_user: Any, room: Room
+    make_server: MakeServer,
+    visitors: Callable[..., Visitor],
+    make_user: Callable[..., User],
+    room: Room,
 ) -> None:
     srv = make_server(CHAT_RATELIMIT_MESSAGES=f"2/{LONG}")
     alice, bob = visitors(srv), visitors(srv)
@@ -160,7 +167,7 @@ async def test_posting_limit_is_per_user(
 
 
 async def test_room_creation_limit_holds_across_two_workers(
-    make_server: MakeServer, visitors: Any, make_user: Any
+    make_server: MakeServer, visitors: Callable[..., Visitor], make_user: Callable[..., User]
 ) -> None:
     limit = 3
     srv = make_server(workers=2, CHAT_RATELIMIT_ROOMS=f"{limit}/{LONG}")
@@ -191,7 +198,7 @@ def signup_form(username: str) -> dict[str, str]:
 
 
 async def test_signup_limit_per_address_holds_across_two_workers(
-    make_server: MakeServer, visitors: Any
+    make_server: MakeServer, visitors: Callable[..., Visitor]
 ) -> None:
     limit = 3
     srv = make_server(workers=2, CHAT_RATELIMIT_SIGNUPS=f"{limit}/{LONG}")
@@ -218,7 +225,7 @@ async def test_signup_limit_per_address_holds_across_two_workers(
 
 
 async def test_signup_limit_ignores_a_forwarded_for_header_unless_trusted(
-    make_server: MakeServer, visitors: Any
+    make_server: MakeServer, visitors: Callable[..., Visitor]
 ) -> None:
     """A client that invents an X-Forwarded-For per request is still one address."""
     srv = make_server(CHAT_RATELIMIT_SIGNUPS=f"2/{LONG}")
@@ -238,7 +245,7 @@ async def test_signup_limit_ignores_a_forwarded_for_header_unless_trusted(
 
 
 async def test_signup_limit_counts_the_trusted_proxys_address(
-    make_server: MakeServer, visitors: Any
+    make_server: MakeServer, visitors: Callable[..., Visitor]
 ) -> None:
     """Behind one trusted proxy, the client is the header's right-most entry: what the client
     itself wrote further left does not matter, and two clients behind it are two budgets."""
@@ -271,7 +278,7 @@ async def test_signup_limit_counts_the_trusted_proxys_address(
 
 
 async def test_login_lockout_per_username_from_two_addresses(
-    make_server: MakeServer, visitors: Any, make_user: Any
+    make_server: MakeServer, visitors: Callable[..., Visitor], make_user: Callable[..., User]
 ) -> None:
     """Wrong passwords for one account, concurrently from two addresses: the account is
     locked (its right password refused too, from a third address), and neither address is,
@@ -293,7 +300,7 @@ async def test_login_lockout_per_username_from_two_addresses(
 
 
 async def test_login_lockout_per_address_across_usernames(
-    make_server: MakeServer, visitors: Any, make_user: Any
+    make_server: MakeServer, visitors: Callable[..., Visitor], make_user: Callable[..., User]
 ) -> None:
     limit = 4
     srv = make_server(workers=2, CHAT_LOGIN_FAILURE_LIMIT=f"{limit}/{LONG}")
@@ -308,7 +315,7 @@ async def test_login_lockout_per_address_across_usernames(
 
 
 async def test_login_lockout_uses_the_header_only_when_trusted(
-    make_server: MakeServer, visitors: Any, make_user: Any
+    make_server: MakeServer, visitors: Callable[..., Visitor], make_user: Callable[..., User]
 ) -> None:
     """Untrusted, a rotating X-Forwarded-For does not escape the per-address lockout; trusted
     (one proxy), the header's address is the one locked out, and another client behind the

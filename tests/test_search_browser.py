@@ -93,7 +93,7 @@ async def test_search_then_open_a_result_in_context_and_stay_live(
     await expect(message(page, "before 0")).to_have_count(1)  # its neighbours, both sides
     await expect(message(page, "after 0")).to_have_count(1)
     await expect(message(page, f"after {NEWER - 1}")).to_have_count(0)  # beyond the page
-    await expect(page.locator(".jump-latest")).to_be_visible()
+    await expect(page.locator(".search-latest")).to_be_visible()
     assert await page.evaluate("window.pwned") is None
 
     await psql(db_url, insert_sql(deep.slug, "live after the jump"))  # the stream runs

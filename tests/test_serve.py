@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .helpers import POLL_SECONDS, SERVER_SESSIONS, sessions
+from .helpers import POLL_SECONDS, SERVER_SESSIONS, sessions, wait_until
 from .servers import (
     PROJECT_DIR,
     free_port,
@@ -122,10 +122,14 @@ def test_serves_on_the_socket_it_checked(db_url: str, tmp_path: Path) -> None:
                 status = httpx.get(f"http://127.0.0.1:{port}/rooms/", timeout=5).status_code
             except httpx.TransportError:
                 time.sleep(POLL_SECONDS)  # not listening yet
+        # One worker answering says nothing of the other: on a loaded machine it may still be
+        # starting. Both announce themselves before the server is stopped.
+        running = f"Running on http://0.0.0.0:{port}"
+        wait_until(lambda: log_path.read_text().count(running) == 2, what="both workers up")
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(DEADLINE)
         wait_for_server_backends_gone(db_url, leave=before)
     output = log_path.read_text()
     assert output.startswith(f"pgchat: serving on http://0.0.0.0:{port}/  (2 worker(s);"), output
-    assert output.count(f"Running on http://0.0.0.0:{port}") == 2  # both workers, one socket
+    assert output.count(running) == 2  # both workers, one socket

@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import AbstractUser, User
 
 from bench.sse_client import SSEClient, SSEError
 from chat.db import POOL_MAX_SIZE
@@ -62,7 +62,7 @@ async def test_keepalive_comment_is_sent_when_idle(room_stream: SSEClient, room:
 
 
 async def test_http_post_by_logged_in_user_reaches_subscriber(
-    room_stream: SSEClient, room: Room, alice: Browserless, alice_user: AbstractUser
+    room_stream: SSEClient, room: Room, alice: Browserless, alice_user: User
 ) -> None:
     response = await alice.request("POST", f"/rooms/{room.slug}/messages", json={"text": "hi"})
     assert response.status_code == 201, response.text
@@ -83,7 +83,7 @@ async def test_form_post_works_too(room_stream: SSEClient, room: Room, alice: Br
 
 
 @pytest.fixture
-def moderator(make_user: Callable[..., AbstractUser]) -> AbstractUser:
+def moderator(make_user: Callable[..., User]) -> User:
     return make_user("mod", staff=True)
 
 
@@ -296,7 +296,7 @@ async def test_4000_character_text_is_accepted(room: Room, alice: Browserless) -
 
 
 async def test_room_page_renders_for_a_logged_in_user(
-    room: Room, alice: Browserless, alice_user: AbstractUser
+    room: Room, alice: Browserless, alice_user: User
 ) -> None:
     """The template reads the lazy user, session and flash messages: none of it may run
     on the event loop (Django refuses: a 500)."""

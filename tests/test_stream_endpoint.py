@@ -11,12 +11,12 @@ from collections.abc import Callable, Iterator
 import httpx
 import psycopg
 import pytest
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import AbstractUser, User
 
 from bench.sse_client import SSEError
 from chat.models import ChatMessage, Room
 
-from .conftest import PASSWORD, unique
+from .helpers import PASSWORD, unique
 from .servers import Browserless, Server, database_url
 
 DEADLINE = 10.0
@@ -51,7 +51,7 @@ def test_a_host_outside_allowed_hosts_is_400_json(server: Server, room: Room) ->
 
 
 @pytest.fixture
-def people(make_user: Callable[..., AbstractUser]) -> tuple[Room, AbstractUser, AbstractUser]:
+def people(make_user: Callable[..., User]) -> tuple[Room, AbstractUser, AbstractUser]:
     """A private room, its one member, and a stranger."""
     private = Room.objects.create(slug=unique("private"), title="S", is_private=True)
     member, stranger = make_user("member"), make_user("stranger")

@@ -9,6 +9,7 @@ the stream must keep delivering after it.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -21,7 +22,7 @@ from .servers import Server, insert_sql, logged_seqs, psql
 DEADLINE = 10.0
 
 
-def notify(payload: dict | str) -> str:
+def notify(payload: dict[str, Any] | str) -> str:
     text = payload if isinstance(payload, str) else json.dumps(payload)
     return "NOTIFY chat, '" + text.replace("'", "''") + "'"
 

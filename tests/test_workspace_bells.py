@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import psycopg
 import pytest
 from asgiref.sync import sync_to_async
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 
 from chat.events import USER_ROOM_KINDS, Bell
 from chat.models import Room
 
-from .conftest import unique
+from .helpers import unique
 from .servers import Server, insert_sql, psql
 from .workspace_clients import logged_in, post_json
 
@@ -34,7 +34,7 @@ class Bells:
     def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
         self.conn = conn
 
-    async def until(self, room: str, last: tuple[str, int]) -> list[tuple[str, int | None]]:
+    async def until(self, room: str, last: tuple[str, int | None]) -> list[tuple[str, int | None]]:
         """The (kind, user) of every bell of ``room`` but message bells, up to and including
         the first one equal to ``last``."""
         heard: list[tuple[str, int | None]] = []
@@ -57,13 +57,13 @@ async def bells(db_url: str) -> AsyncIterator[Bells]:
 
 
 @pytest.fixture
-async def user(make_user) -> AbstractUser:  # type: ignore[no-untyped-def]
-    return await sync_to_async(make_user)("ringer")  # type: ignore[no-any-return]
+async def user(make_user: Callable[..., User]) -> User:
+    return await sync_to_async(make_user)("ringer")
 
 
 async def test_join_read_and_leave_ring_for_the_user(
-    server: Server, bells: Bells, user, room
-) -> None:  # type: ignore[no-untyped-def]
+    server: Server, bells: Bells, user: User, room: Room
+) -> None:
     uid = user.pk
     async with logged_in(server, user) as client:
         assert (await client.request("POST", f"/rooms/{room.slug}/join")).status_code == 201
@@ -88,8 +88,8 @@ async def test_join_read_and_leave_ring_for_the_user(
 
 
 async def test_owner_adding_and_removing_a_member_rings(
-    server: Server, bells: Bells, make_user
-) -> None:  # type: ignore[no-untyped-def]
+    server: Server, bells: Bells, make_user: Callable[..., User]
+) -> None:
     owner, guest = [await sync_to_async(make_user)(p) for p in ("owner", "guest")]
     private = await Room.objects.acreate(slug=unique("private"), is_private=True, owner=owner)
     await private.members.aadd(owner)  # as creating it on its page does (the ORM rings too)
@@ -109,7 +109,9 @@ async def test_owner_adding_and_removing_a_member_rings(
         ]
 
 
-async def test_psql_membership_changes_ring_too(db_url: str, bells: Bells, user, room) -> None:  # type: ignore[no-untyped-def]
+async def test_psql_membership_changes_ring_too(
+    db_url: str, bells: Bells, user: User, room: Room
+) -> None:
     await psql(
         db_url,
         f"INSERT INTO chat_room_members (room_id, user_id) VALUES ('{room.slug}', {user.pk})",
@@ -125,7 +127,9 @@ async def test_psql_membership_changes_ring_too(db_url: str, bells: Bells, user,
     ]
 
 
-async def test_a_new_dm_rings_for_both_users(server: Server, bells: Bells, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_a_new_dm_rings_for_both_users(
+    server: Server, bells: Bells, make_user: Callable[..., User]
+) -> None:
     ann, bob = [await sync_to_async(make_user)(p) for p in ("ann", "bob")]
     async with logged_in(server, ann) as client:
         response = await client.request("POST", f"/dm/{bob.username}")
@@ -135,8 +139,8 @@ async def test_a_new_dm_rings_for_both_users(server: Server, bells: Bells, make_
 
 
 async def test_the_listener_parses_workspace_bells_and_rechecks_nothing(
-    server: Server, user, room, make_user, db_url: str
-) -> None:  # type: ignore[no-untyped-def]
+    server: Server, user: User, room: Room, make_user: Callable[..., User], db_url: str
+) -> None:
     """They are for the user's /events streams: no open stream's access changed, so no
     re-check of the signed-in streams (a join would otherwise re-check every one of them),
     and nothing is counted as an invalid notification."""

@@ -5,35 +5,20 @@ asserted: they depend on the machine (`make bench` reports them)."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from typing import Any
 
-from .servers import PROJECT_DIR
+from .servers import run_bench
 
 ROOMS, MESSAGES = 4, 1000  # 250 a room: more unread than the cap of 100
-BENCH_TIMEOUT_SECONDS = 120
 
 
-def run_bench(db_url: str, *extra: str) -> dict[str, Any]:
-    argv = [sys.executable, "-m", "bench.workspace_queries", "--rooms", str(ROOMS)]
-    argv += ["--messages", str(MESSAGES), "--samples", "3", *extra]
-    completed = subprocess.run(
-        argv,
-        cwd=PROJECT_DIR,
-        env={**os.environ, "DATABASE_URL": db_url},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=BENCH_TIMEOUT_SECONDS,
-    )
-    assert completed.returncode == 0, completed.stdout + completed.stderr[-4000:]
-    return json.loads(completed.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+def workspace_bench(db_url: str, *extra: str) -> dict[str, Any]:
+    argv = ["--rooms", str(ROOMS), "--messages", str(MESSAGES), "--samples", "3", *extra]
+    summary: dict[str, Any] = run_bench(db_url, "bench.workspace_queries", *argv)
+    return summary
 
 
-def answers(summary: dict[str, Any]) -> dict[str, tuple]:
+def answers(summary: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
     return {
         row["reading"]: (
             row["rooms_listed"],
@@ -46,8 +31,8 @@ def answers(summary: dict[str, Any]) -> dict[str, tuple]:
 
 
 def test_the_workspace_bench_runs_and_its_load_matches_the_triggers(db_url: str) -> None:
-    bulk = run_bench(db_url)
-    through_triggers = run_bench(db_url, "--via-triggers")
+    bulk = workspace_bench(db_url)
+    through_triggers = workspace_bench(db_url, "--via-triggers")
     assert answers(bulk) == answers(through_triggers)
     by_reading = answers(bulk)
     assert by_reading["behind"][:2] == (ROOMS, ROOMS * 100)  # every room counts to the cap

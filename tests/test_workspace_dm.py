@@ -4,25 +4,29 @@ asks and however many ask at once, against a real server."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.contrib.auth.models import User
 
 from chat.models import Room
 
-from .conftest import PASSWORD, unique
+from .helpers import PASSWORD, unique
 from .servers import Browserless, Server
 from .workspace_clients import logged_in, my_rooms, post_json
 
 RACING_PAIRS = 12  # pairs of users opening their conversation at the same moment
 
 
-def expected_slug(a, b) -> str:  # type: ignore[no-untyped-def]
+def expected_slug(a: User, b: User) -> str:
     low, high = sorted((a.pk, b.pk))
     return f"dm-{low}-{high}"
 
 
-async def test_a_dm_is_created_once_and_found_by_either_user(server: Server, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_a_dm_is_created_once_and_found_by_either_user(
+    server: Server, make_user: Callable[..., User]
+) -> None:
     ann, bob, eve = [await sync_to_async(make_user)(p) for p in ("ann", "bob", "eve")]
     slug = expected_slug(ann, bob)
     async with logged_in(server, ann) as ann_client, logged_in(server, bob) as bob_client:
@@ -51,11 +55,13 @@ async def test_a_dm_is_created_once_and_found_by_either_user(server: Server, mak
     async with logged_in(server, eve) as eve_client:  # a DM is theirs alone
         assert (await eve_client.client.get(f"/rooms/{slug}/messages")).status_code == 404
         assert (await eve_client.request("POST", f"/rooms/{slug}/join")).status_code == 404
-        listed = await eve_client.client.get("/rooms/")
-        assert slug not in listed.text
+        room_list = await eve_client.client.get("/rooms/")
+        assert slug not in room_list.text
 
 
-async def test_a_dm_takes_no_other_members_and_cannot_be_left(server: Server, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_a_dm_takes_no_other_members_and_cannot_be_left(
+    server: Server, make_user: Callable[..., User]
+) -> None:
     ann, bob, eve = [await sync_to_async(make_user)(p) for p in ("ann", "bob", "eve")]
     staff = await sync_to_async(make_user)("staff", staff=True)
     async with logged_in(server, ann) as client:
@@ -76,7 +82,7 @@ async def test_a_dm_takes_no_other_members_and_cannot_be_left(server: Server, ma
     assert {u.pk async for u in room.members.all()} == {ann.pk, bob.pk}
 
 
-async def test_dm_refusals(server: Server, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_dm_refusals(server: Server, make_user: Callable[..., User]) -> None:
     ann = await sync_to_async(make_user)("ann")
     async with logged_in(server, ann) as client:
         myself = await client.request("POST", f"/dm/{ann.username}")
@@ -92,8 +98,8 @@ async def test_dm_refusals(server: Server, make_user) -> None:  # type: ignore[n
 
 @pytest.mark.parametrize("round_", range(2))
 async def test_a_race_of_both_users_creates_one_room_per_pair(
-    server: Server, make_user, round_: int
-) -> None:  # type: ignore[no-untyped-def]
+    server: Server, make_user: Callable[..., User], round_: int
+) -> None:
     pairs = [
         (await sync_to_async(make_user)("left"), await sync_to_async(make_user)("right"))
         for _ in range(RACING_PAIRS)

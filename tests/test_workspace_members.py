@@ -6,25 +6,26 @@ caller may not read, 403 for a change not theirs, 400 for one the room's kind do
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 
 from chat.models import Room
 
-from .conftest import PASSWORD, unique
+from .helpers import PASSWORD, unique
 from .servers import Browserless, Server
 from .workspace_clients import logged_in, my_rooms, post_json
 
 
 @pytest.fixture
-def owner(make_user) -> AbstractUser:  # type: ignore[no-untyped-def]
-    return make_user("owner")  # type: ignore[no-any-return]
+def owner(make_user: Callable[..., User]) -> User:
+    return make_user("owner")
 
 
 @pytest.fixture
-def private_room(owner: AbstractUser) -> Room:
+def private_room(owner: User) -> Room:
     room = Room.objects.create(slug=unique("private"), is_private=True, owner=owner)
     room.members.add(owner)
     return room
@@ -44,7 +45,9 @@ async def members_of(slug: str) -> set[str]:
 # -- join and leave ------------------------------------------------------------------------
 
 
-async def test_join_and_leave_a_public_room_are_idempotent(server: Server, make_user, room) -> None:  # type: ignore[no-untyped-def]
+async def test_join_and_leave_a_public_room_are_idempotent(
+    server: Server, make_user: Callable[..., User], room: Room
+) -> None:
     async with logged_in(server, await sync_to_async(make_user)("joiner")) as client:
         assert room.slug not in await my_rooms(client)
         first = await client.request("POST", f"/rooms/{room.slug}/join")
@@ -60,7 +63,9 @@ async def test_join_and_leave_a_public_room_are_idempotent(server: Server, make_
         assert await can_read(client, room.slug)  # a public room: leaving changes no access
 
 
-async def test_join_refusals(server: Server, make_user, room, private_room) -> None:  # type: ignore[no-untyped-def]
+async def test_join_refusals(
+    server: Server, make_user: Callable[..., User], room: Room, private_room: Room
+) -> None:
     outsider = await sync_to_async(make_user)("outsider")
     staff = await sync_to_async(make_user)("staff", staff=True)
     async with logged_in(server, outsider) as client:
@@ -85,16 +90,16 @@ async def test_join_refusals(server: Server, make_user, room, private_room) -> N
 
 
 async def test_a_member_joining_their_private_room_again_changes_nothing(
-    server: Server, owner, private_room
-) -> None:  # type: ignore[no-untyped-def]
+    server: Server, owner: User, private_room: Room
+) -> None:
     async with logged_in(server, owner) as client:
         response = await client.request("POST", f"/rooms/{private_room.slug}/join")
         assert response.status_code == 200
 
 
 async def test_leaving_a_private_room_gives_up_reading_it(
-    server: Server, make_user, owner, private_room
-) -> None:  # type: ignore[no-untyped-def]
+    server: Server, make_user: Callable[..., User], owner: User, private_room: Room
+) -> None:
     member = await sync_to_async(make_user)("member")
     await private_room.members.aadd(member)
     async with logged_in(server, member) as client:
@@ -107,8 +112,8 @@ async def test_leaving_a_private_room_gives_up_reading_it(
 
 
 async def test_an_owner_who_leaves_hands_the_room_to_its_longest_member(
-    server: Server, make_user, owner, private_room
-) -> None:  # type: ignore[no-untyped-def]
+    server: Server, make_user: Callable[..., User], owner: User, private_room: Room
+) -> None:
     first, second = [await sync_to_async(make_user)(p) for p in ("first", "second")]
     await private_room.members.aadd(first)
     await private_room.members.aadd(second)
@@ -131,7 +136,9 @@ async def test_an_owner_who_leaves_hands_the_room_to_its_longest_member(
 # -- owners and members --------------------------------------------------------------------
 
 
-async def test_creating_a_room_makes_its_creator_owner_and_member(server: Server, owner) -> None:  # type: ignore[no-untyped-def]
+async def test_creating_a_room_makes_its_creator_owner_and_member(
+    server: Server, owner: User
+) -> None:
     slug = unique("created")
     async with logged_in(server, owner) as client:
         form = await client.client.get("/rooms/new/")
@@ -148,7 +155,9 @@ async def test_creating_a_room_makes_its_creator_owner_and_member(server: Server
     assert await members_of(slug) == {owner.username}
 
 
-async def test_the_room_form_keeps_dm_addresses_for_direct_messages(server: Server, owner) -> None:  # type: ignore[no-untyped-def]
+async def test_the_room_form_keeps_dm_addresses_for_direct_messages(
+    server: Server, owner: User
+) -> None:
     async with logged_in(server, owner) as client:
         form = await client.client.get("/rooms/new/")
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text)
@@ -162,8 +171,8 @@ async def test_the_room_form_keeps_dm_addresses_for_direct_messages(server: Serv
 
 
 async def test_the_owner_adds_and_removes_members(
-    server: Server, make_user, owner, private_room
-) -> None:  # type: ignore[no-untyped-def]
+    server: Server, make_user: Callable[..., User], owner: User, private_room: Room
+) -> None:
     guest = await sync_to_async(make_user)("guest")
     slug = private_room.slug
     async with logged_in(server, owner) as client, logged_in(server, guest) as guest_client:
@@ -184,7 +193,9 @@ async def test_the_owner_adds_and_removes_members(
         assert slug not in await my_rooms(guest_client)
 
 
-async def test_staff_manage_any_private_room(server: Server, make_user, private_room) -> None:  # type: ignore[no-untyped-def]
+async def test_staff_manage_any_private_room(
+    server: Server, make_user: Callable[..., User], private_room: Room
+) -> None:
     staff = await sync_to_async(make_user)("staff", staff=True)
     guest = await sync_to_async(make_user)("guest")
     slug = private_room.slug
@@ -198,8 +209,8 @@ async def test_staff_manage_any_private_room(server: Server, make_user, private_
 
 
 async def test_member_management_refusals(
-    server: Server, make_user, owner, private_room, room
-) -> None:  # type: ignore[no-untyped-def]
+    server: Server, make_user: Callable[..., User], owner: User, private_room: Room, room: Room
+) -> None:
     member = await sync_to_async(make_user)("member")
     outsider = await sync_to_async(make_user)("outsider")
     await private_room.members.aadd(member)
@@ -245,7 +256,9 @@ async def test_member_management_refusals(
             assert "public" in response.json()["error"]
 
 
-async def test_a_member_may_remove_themselves(server: Server, make_user, private_room) -> None:  # type: ignore[no-untyped-def]
+async def test_a_member_may_remove_themselves(
+    server: Server, make_user: Callable[..., User], private_room: Room
+) -> None:
     member = await sync_to_async(make_user)("member")
     await private_room.members.aadd(member)
     async with logged_in(server, member) as client:

@@ -4,20 +4,22 @@ typed into psql counts, and mentions its ``@user`` (found by the database)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from asgiref.sync import sync_to_async
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 
 from chat.models import ChatMessage, LiveMessage, Mention, MessageChange, Room
 
-from .conftest import unique
+from .helpers import unique
 from .servers import Browserless, Server, insert_sql, psql
 from .workspace_clients import logged_in, my_room, post_json, post_message
 
 
 @pytest.fixture
-async def reader(make_user) -> AbstractUser:  # type: ignore[no-untyped-def]
-    return await sync_to_async(make_user)("reader")  # type: ignore[no-any-return]
+async def reader(make_user: Callable[..., User]) -> User:
+    return await sync_to_async(make_user)("reader")
 
 
 async def joined(client: Browserless, room: Room) -> None:
@@ -32,7 +34,9 @@ async def latest(slug: str) -> int:
 # -- read state ----------------------------------------------------------------------------
 
 
-async def test_the_read_position_only_moves_forward(server: Server, reader, room) -> None:  # type: ignore[no-untyped-def]
+async def test_the_read_position_only_moves_forward(
+    server: Server, reader: User, room: Room
+) -> None:
     async with logged_in(server, reader) as client:
         await joined(client, room)
         first = await post_message(client, room.slug, "one")
@@ -52,7 +56,7 @@ async def test_the_read_position_only_moves_forward(server: Server, reader, room
         assert first["id"]  # (posted before the position moved)
 
 
-async def test_read_position_refusals(server: Server, reader, room) -> None:  # type: ignore[no-untyped-def]
+async def test_read_position_refusals(server: Server, reader: User, room: Room) -> None:
     private = await Room.objects.acreate(slug=unique("private"), is_private=True)
     async with logged_in(server, reader) as client:
         await joined(client, room)
@@ -83,7 +87,9 @@ async def test_read_position_refusals(server: Server, reader, room) -> None:  # 
         assert (await post_json(anonymous, url, {"cursor": 0})).status_code == 403
 
 
-async def test_read_state_is_shared_by_the_users_clients(server: Server, reader, room) -> None:  # type: ignore[no-untyped-def]
+async def test_read_state_is_shared_by_the_users_clients(
+    server: Server, reader: User, room: Room
+) -> None:
     async with logged_in(server, reader) as phone, logged_in(server, reader) as laptop:
         await joined(phone, room)
         await post_message(phone, room.slug, "from the phone")
@@ -102,8 +108,8 @@ async def test_read_state_is_shared_by_the_users_clients(server: Server, reader,
 
 
 async def test_unread_counts_leave_out_own_and_deleted_messages(
-    server: Server, make_user, reader, room, db_url: str
-) -> None:  # type: ignore[no-untyped-def]
+    server: Server, make_user: Callable[..., User], reader: User, room: Room, db_url: str
+) -> None:
     writer = await sync_to_async(make_user)("writer")
     async with logged_in(server, reader) as me, logged_in(server, writer) as them:
         await joined(me, room)
@@ -130,7 +136,9 @@ async def test_unread_counts_leave_out_own_and_deleted_messages(
         assert (await my_room(me, room.slug))["unread"] == 1
 
 
-async def test_unread_counts_stop_at_the_cap(server: Server, reader, room, db_url: str) -> None:  # type: ignore[no-untyped-def]
+async def test_unread_counts_stop_at_the_cap(
+    server: Server, reader: User, room: Room, db_url: str
+) -> None:
     async with logged_in(server, reader) as client:
         await joined(client, room)
         await psql(
@@ -143,7 +151,9 @@ async def test_unread_counts_stop_at_the_cap(server: Server, reader, room, db_ur
         assert (await my_room(client, room.slug))["unread"] == 100  # "99+"
 
 
-async def test_my_rooms_lists_what_i_joined_with_its_fields(server: Server, reader, room) -> None:  # type: ignore[no-untyped-def]
+async def test_my_rooms_lists_what_i_joined_with_its_fields(
+    server: Server, reader: User, room: Room
+) -> None:
     async with logged_in(server, reader) as client:
         await joined(client, room)
         assert await my_room(client, room.slug) == {
@@ -164,8 +174,8 @@ async def test_my_rooms_lists_what_i_joined_with_its_fields(server: Server, read
 
 
 async def test_a_psql_message_mentioning_a_user_counts_for_them(
-    server: Server, make_user, room, db_url: str
-) -> None:  # type: ignore[no-untyped-def]
+    server: Server, make_user: Callable[..., User], room: Room, db_url: str
+) -> None:
     alice = await sync_to_async(make_user)("alice")
     async with logged_in(server, alice) as client:
         await joined(client, room)
@@ -183,8 +193,8 @@ async def test_a_psql_message_mentioning_a_user_counts_for_them(
 
 
 async def test_mentions_follow_edits_and_deletes(
-    server: Server, make_user, room, db_url: str
-) -> None:  # type: ignore[no-untyped-def]
+    server: Server, make_user: Callable[..., User], room: Room, db_url: str
+) -> None:
     alice, bob = [await sync_to_async(make_user)(p) for p in ("alice", "bob")]
     async with logged_in(server, alice) as me, logged_in(server, bob) as them:
         await joined(me, room)
@@ -213,7 +223,9 @@ async def test_mentions_follow_edits_and_deletes(
         assert (await LiveMessage.objects.aget(message_id=message["id"])).seq == created.seq
 
 
-async def test_what_is_and_is_not_a_mention(server: Server, make_user, room, db_url: str) -> None:  # type: ignore[no-untyped-def]
+async def test_what_is_and_is_not_a_mention(
+    server: Server, make_user: Callable[..., User], room: Room, db_url: str
+) -> None:
     alice = await sync_to_async(make_user)("alice")
     name = alice.username
     async with logged_in(server, alice) as client:

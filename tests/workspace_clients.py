@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from django.contrib.auth.models import AbstractUser
 
-from .conftest import PASSWORD
+from .helpers import PASSWORD
 from .servers import Browserless, Server
 
 

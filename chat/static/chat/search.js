@@ -1,4 +1,5 @@
-// Search in the room page's header, and a room opened at a search result.
+// Search in the room page's header, and a room opened at a search result. A classic script
+// beside the page's modules (app.js), run after them (deferred, in document order).
 //
 // Upstream:   GET /search (chat/search_api.py); the page's boot JSON (chat/pages.py): the
 //             URLs, and `around` when the page was opened at a result.
@@ -26,9 +27,11 @@
     return node;
   }
 
+  const pageSlug = typeof boot.room === "string" ? boot.room : boot.room.slug;
+
   function roomUrl(room) {
     // boot.urls.room is this room's page; every room's has the same shape
-    return boot.urls.room.replace(`/${encodeURIComponent(boot.room)}/`, `/${encodeURIComponent(room)}/`);
+    return boot.urls.room.replace(`/${encodeURIComponent(pageSlug)}/`, `/${encodeURIComponent(room)}/`);
   }
 
   // -- the box and the panel ------------------------------------------------------------
@@ -166,7 +169,7 @@
       found.scrollIntoView({ block: "center" });
     }
     if (boot.has_newer) {
-      const latest = element("a", "jump-latest", "Newer messages: go to the latest");
+      const latest = element("a", "search-latest", "Newer messages: go to the latest");
       latest.href = boot.urls.room;
       document.getElementById("scroller").after(latest);
     }

@@ -26,6 +26,6 @@ def drop(apps: Any, schema_editor: Any) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = [("chat", "0007_workspace")]
+    dependencies = [("chat", "0010_lock_timeout")]
 
     operations = [migrations.RunPython(create, drop)]

@@ -1,0 +1,210 @@
+// The message list of the room on screen: rendering, applying changes, older history, the
+// "new messages" divider and the "jump to latest" button.
+//
+// Receives: a room's page of history (reset), single messages from the stream, the history
+//           API and our own sends (upsert).
+// Hands on: the DOM of #messages; onBottom() when the reader reaches the newest message.
+// If it fails: a change applied twice or out of order is harmless: upsert is keyed by
+//           message id and never replaces a message with an older version of itself.
+import { api, roomUrl } from "./api.js";
+import { element, button, isolatedName, shownName, textWithMentions } from "./dom.js";
+import { startEdit, confirmDelete } from "./editing.js";
+
+const NEAR_BOTTOM_PX = 80;
+
+// How far along its life a message is: deleted beats edited beats created, a later edit
+// beats an earlier one. Timestamps are ISO strings in one zone, so they compare as text.
+function isOlder(candidate, shown) {
+  const a = candidate.deleted_at ? 1 : 0;
+  const b = shown.deleted_at ? 1 : 0;
+  if (a !== b) return a < b;
+  return (candidate.edited_at || "") < (shown.edited_at || "");
+}
+
+function formatTime(iso) {
+  const when = new Date(iso);
+  const sameDay = when.toDateString() === new Date().toDateString();
+  const time = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  return sameDay ? time : `${when.toLocaleDateString()} ${time}`;
+}
+
+export class MessageList {
+  constructor({ user, list, scroller, olderButton, jumpButton, onBottom, onDirect }) {
+    this.user = user; // {id, name, is_staff} or null
+    this.list = list;
+    this.scroller = scroller;
+    this.olderButton = olderButton;
+    this.jumpButton = jumpButton;
+    this.onBottom = onBottom || (() => {});
+    this.onDirect = onDirect; // a click on an author's name: open a DM (logged in only)
+    this.items = new Map(); // message id -> <li>
+    this.room = null;
+    this.hasOlder = false;
+    this.loadingOlder = false;
+    olderButton.addEventListener("click", () => this.loadOlder());
+    jumpButton.addEventListener("click", () => this.scrollToBottom());
+    scroller.addEventListener("scroll", () => {
+      if (scroller.scrollTop < 40) this.loadOlder();
+      this.updateJump();
+    });
+  }
+
+  // A new room on screen: its latest page, and a divider above its `unread` newest messages.
+  reset(room, page, unread = 0) {
+    this.room = room;
+    this.items.clear();
+    this.list.replaceChildren();
+    for (const message of page.messages) this.upsert(message);
+    this.hasOlder = page.has_more;
+    this.olderButton.hidden = !this.hasOlder;
+    this.markUnread(unread);
+    this.scrollToBottom();
+  }
+
+  markUnread(count) {
+    this.list.querySelector(".divider")?.remove();
+    if (!count) return;
+    const theirs = Array.from(this.list.children).filter((node) => !node.classList.contains("own"));
+    const first = theirs[Math.max(0, theirs.length - count)];
+    if (!first) return;
+    const divider = element("li", "divider", "New messages");
+    divider.setAttribute("role", "separator");
+    first.before(divider);
+  }
+
+  nearBottom() {
+    const s = this.scroller;
+    return s.scrollHeight - s.scrollTop - s.clientHeight < NEAR_BOTTOM_PX;
+  }
+
+  scrollToBottom() {
+    this.scroller.scrollTop = this.scroller.scrollHeight;
+    this.updateJump();
+  }
+
+  updateJump() {
+    const bottom = this.nearBottom();
+    this.jumpButton.hidden = bottom;
+    if (bottom) this.onBottom();
+  }
+
+  canChange(message) {
+    const user = this.user;
+    return Boolean(user) && !message.deleted_at && (user.is_staff || message.sender_id === user.id);
+  }
+
+  render(message) {
+    const item = element("li", "message");
+    item.dataset.id = String(message.id);
+    item.message = message;
+    item.shown = JSON.stringify(message); // what the item shows; startEdit clears it
+    if (this.user && message.sender_id === this.user.id) item.classList.add("own");
+    if (message.deleted_at) item.classList.add("deleted");
+
+    const meta = element("div", "meta");
+    const author = message.author || "—";
+    const direct = this.onDirect && message.author && message.sender_id && message.sender_id !== this.user?.id;
+    if (direct) {
+      // A link acting as a button: a message's <button>s are its author's controls.
+      const name = element("a", "author dm");
+      name.append(isolatedName(author));
+      name.href = "#";
+      name.setAttribute("role", "button");
+      name.title = `Direct message ${author}`;
+      name.addEventListener("click", (event) => {
+        event.preventDefault();
+        this.onDirect(message.author);
+      });
+      meta.append(name);
+    } else {
+      meta.append(element("bdi", "author", shownName(author)));
+    }
+    if (message.created_at) {
+      const time = element("time", "time", formatTime(message.created_at));
+      time.dateTime = message.created_at;
+      time.title = new Date(message.created_at).toLocaleString();
+      meta.append(time);
+    }
+    if (message.edited_at && !message.deleted_at) {
+      const edited = element("span", "edited", "edited");
+      edited.title = `edited ${new Date(message.edited_at).toLocaleString()}`;
+      meta.append(edited);
+    }
+    item.append(meta);
+    const text = element("p", "text");
+    text.dir = "auto"; // its own direction (Arabic, Hebrew), isolated from the page's
+    if (message.deleted_at) text.textContent = "message deleted";
+    else text.append(textWithMentions(message.text || "", this.user?.name));
+    item.append(text);
+
+    if (this.canChange(message)) {
+      const actions = element("div", "actions");
+      const remove = button("delete", "Delete");
+      remove.addEventListener("click", () => confirmDelete(this, item, remove));
+      actions.append(button("edit", "Edit", () => startEdit(this, item)), remove);
+      item.append(actions);
+    }
+    return item;
+  }
+
+  // The send box, or the list when there is none: where focus goes when its place is gone.
+  focusComposer() {
+    (document.querySelector("#send textarea") || this.scroller).focus();
+  }
+
+  // Insert or replace by id, keeping the list in id order (the order a reload shows).
+  upsert(message) {
+    if (!this.room || (message.room && message.room !== this.room)) return;
+    const existing = this.items.get(message.id);
+    if (existing && isOlder(message, existing.message)) return; // a late copy of the past
+    if (existing && existing.classList.contains("editing") && !message.deleted_at) {
+      existing.message = message; // don't yank the editor away; Save sends its own text
+      return;
+    }
+    if (existing && existing.shown === JSON.stringify(message)) {
+      return; // the stream's echo of our own POST or PATCH: nothing to redraw
+    }
+    const stick = this.nearBottom();
+    const item = this.render(message);
+    if (existing) {
+      // A keyboard user on this message's Edit or Delete keeps their place when it is
+      // redrawn; if the control is gone (the message was deleted), focus goes to the send box.
+      const focused = existing.contains(document.activeElement) ? document.activeElement : null;
+      existing.replaceWith(item);
+      if (focused) {
+        const name = focused.classList[0];
+        const same = name ? item.querySelector(`button.${name}`) : null;
+        if (same) same.focus();
+        else this.focusComposer();
+      }
+    } else {
+      let after = null;
+      for (const node of Array.from(this.list.children).reverse()) {
+        if (node.dataset.id && Number(node.dataset.id) < message.id) {
+          after = node;
+          break;
+        }
+      }
+      if (after) after.after(item);
+      else this.list.prepend(item);
+    }
+    this.items.set(message.id, item);
+    if (stick && !existing) this.scrollToBottom();
+    else this.updateJump();
+  }
+
+  async loadOlder() {
+    if (!this.hasOlder || this.loadingOlder || !this.items.size) return;
+    this.loadingOlder = true;
+    const room = this.room;
+    const oldest = Math.min(...this.items.keys());
+    const result = await api("GET", `${roomUrl(room, "messages")}?before=${oldest}&limit=50`);
+    this.loadingOlder = false;
+    if (!result.ok || room !== this.room) return;
+    const height = this.scroller.scrollHeight;
+    for (const message of result.data.messages) this.upsert(message);
+    this.scroller.scrollTop += this.scroller.scrollHeight - height; // keep the view where it was
+    this.hasOlder = result.data.has_more;
+    this.olderButton.hidden = !this.hasOlder;
+  }
+}

@@ -1,0 +1,237 @@
+"""The listener's side of ``GET /events``: which rooms each user stream carries, and the log
+read by snapshot for all of them.
+
+Upstream:   chat/listener.py hands over each batch of bells (``on_batch``), its reconnects
+            (``catch_up``) and the periodic sweep; chat/user_stream.py registers streams.
+Downstream: chat/fanout.py ``UserFanOut`` (frames, ``room.joined`` / ``room.left`` /
+            ``room.read`` events, closing streams whose session ended).
+On failure: a read or a check that fails drops the listener's connection; on reconnect,
+            ``catch_up`` reads everything after the last position it reached and re-derives
+            every stream's rooms and sessions from the tables, so nothing is lost or left
+            open. A bell is only a hint: rooms, sessions and read positions are read here.
+
+One lock orders registration against the listener's reads: a stream registers between two
+batches, at the listener's position, and its own replay (chat/user_stream.py) ends exactly
+there, so the two never overlap nor leave a gap. Membership is settled before each batch's
+log read: a room joined in the batch is carried from the read on (its newcomer may read
+all of it anyway); a room left or no longer readable is dropped before the read, so nothing
+committed after the change can reach the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import psycopg
+from asgiref.sync import sync_to_async
+
+from . import db, history, rooms, sse
+from .events import Bell
+from .fanout import UserFanOut
+from .position import Position, Snapshot
+from .subscription import Viewer
+from .user_subscription import UserSubscription
+
+logger = logging.getLogger("pgchat.user_feeds")
+
+# The rooms a user joined and may read now: what their /events carries.
+_ROOMS_OF = """
+    SELECT m.user_id, m.room_id FROM chat_room_members m
+    WHERE m.user_id = ANY(%s::bigint[]) AND chat_room_readable(m.room_id, m.user_id)
+"""
+_LIVE_SESSIONS = """
+    SELECT k FROM unnest(%s::text[]) AS k
+    WHERE EXISTS (SELECT FROM django_session s WHERE s.session_key = k AND s.expire_date > now())
+"""
+_READ_POSITIONS = """
+    SELECT rs.user_id, rs.room_id, rs.last_read
+    FROM unnest(%s::bigint[], %s::text[]) AS w(user_id, room_id)
+    JOIN chat_readstate rs ON rs.user_id = w.user_id AND rs.room_id = w.room_id
+"""
+_NOW = "SELECT pg_current_snapshot()::text"
+_STILL_SIGNED_IN = """
+    SELECT EXISTS (SELECT FROM django_session s WHERE s.session_key = %s AND s.expire_date > now())
+       AND EXISTS (SELECT FROM auth_user u WHERE u.id = %s AND u.is_active)
+"""
+
+
+class TokenAhead(ValueError):
+    """A token naming transactions the database has not begun (400)."""
+
+
+class SignedOut(ValueError):
+    """The session ended, or its user was deactivated, while the stream was opening (403)."""
+
+
+class UserFeeds:
+    """This process's user streams, their rooms, and the log position they all stand at."""
+
+    def __init__(self, queue_size: int, count: Callable[[str, int], None]) -> None:
+        self.fanout = UserFanOut(queue_size, count)
+        self._count = count
+        # Everything visible here has been offered to every registered stream; None while
+        # no stream is open (the next registration takes a fresh snapshot).
+        self._position: Snapshot | None = None
+        self._lock = asyncio.Lock()
+
+    async def register(
+        self, viewer: Viewer, since: Position | None
+    ) -> tuple[UserSubscription, Snapshot]:
+        """A stream for ``viewer`` carrying their rooms from the listener's position on; and
+        the snapshot its replay of ``since`` must reach (everything visible there counts as
+        given to the stream from now on)."""
+        assert viewer.user_id is not None
+        # The connection first: waiting for a busy pool must not hold up the listener.
+        async with db.connection() as conn, self._lock:
+            now = await _now(conn)
+            if since is not None and since.whole.xmax > now.xmax:
+                # Not one of this database's tokens (forged, or from before a restore): it
+                # would count transactions not yet begun as delivered.
+                raise TokenAhead("Last-Event-ID is ahead of the database; open without it")
+            # Checked again under the lock: a log-out or deactivation handled by the
+            # listener just before this registration would otherwise not end the stream.
+            cur = await conn.execute(_STILL_SIGNED_IN, (viewer.session_key, viewer.user_id))
+            if not (row := await cur.fetchone()) or not row[0]:
+                raise SignedOut("sign in to open /events")
+            if self._position is None or not self.fanout.count:
+                self._position = now
+            joined = (await _rooms_of(conn, [viewer.user_id]))[viewer.user_id]
+            target = self._position if since is None else self._position.union(since.whole)
+            return self.fanout.subscribe_user(viewer, joined, target), target
+
+    def unregister(self, sub: UserSubscription) -> None:
+        self.fanout.unsubscribe_user(sub)
+
+    async def on_batch(self, conn: psycopg.AsyncConnection[Any], bells: list[Bell]) -> None:
+        """One batch of bells: sessions, then rooms, then the log, then read positions."""
+        async with self._lock:
+            if not self.fanout.count:
+                self._position = None
+                return
+            users: set[int] = set()
+            reads: dict[tuple[int, str], None] = {}
+            sessions, changed_users, messages = False, set(), False
+            for bell in bells:
+                if bell.kind == "message":
+                    messages = True
+                elif bell.kind in ("joined", "left") and bell.user is not None:
+                    users.add(bell.user)
+                elif bell.kind == "access":
+                    users.update(s.user_id for s in self.fanout.subscriptions(room=bell.room))
+                elif bell.kind == "user" and bell.user is not None:
+                    changed_users.add(bell.user)
+                    users.add(bell.user)
+                elif bell.kind == "sessions":
+                    sessions = True
+                elif bell.kind == "read" and bell.user is not None and bell.room is not None:
+                    reads[(bell.user, bell.room)] = None
+            if sessions or changed_users:
+                await self._end_lost_sessions(conn, sessions, changed_users)
+            await self._settle_rooms(conn, users)
+            if messages:
+                await self._read(conn)
+            await self._send_reads(conn, list(reads))
+
+    async def catch_up(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """After a reconnect, and for the periodic sweep: every stream's session and rooms
+        again (bells may have been missed), then the log after the last position."""
+        async with self._lock:
+            if not self.fanout.count:
+                self._position = None
+                return
+            every = {sub.user_id for sub in self.fanout.subscriptions()}
+            await self._end_lost_sessions(conn, True, every)
+            await self._settle_rooms(conn, every)
+            await self._read(conn)
+
+    async def _read(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        if self._position is None:  # registration sets it; kept for safety
+            self._position = await _now(conn)
+            return
+        self._count("log_reads", 1)
+        previous = self._position
+        window = await history.changes_since(conn, previous, self.fanout.rooms)
+        self._position = window.target
+        self.fanout.publish_window(window, previous)
+
+    async def _settle_rooms(self, conn: psycopg.AsyncConnection[Any], users: set[int]) -> None:
+        """Make these users' streams carry exactly the rooms they joined and may read."""
+        users = {user for user in users if self.fanout.subscriptions(user=user)}  # here
+        if not users:
+            return
+        now = await _rooms_of(conn, users)
+        for user in users:
+            for sub in self.fanout.subscriptions(user=user):
+                for room in sorted(sub.rooms - now[user]):
+                    self.fanout.remove_room(sub, room)
+                    self._offer(sub, "room.left", {"room": room})
+                for room in sorted(now[user] - sub.rooms):
+                    self.fanout.add_room(sub, room)
+                    self._offer(sub, "room.joined", {"room": room})
+
+    async def _end_lost_sessions(
+        self, conn: psycopg.AsyncConnection[Any], sessions: bool, users: Iterable[int]
+    ) -> None:
+        """End the streams whose session is gone (log-out, expiry) or no longer resolves to
+        their user (deactivated, password changed: Django's own rules)."""
+        subs = self.fanout.subscriptions()
+        if sessions and subs:
+            keys = sorted({key for sub in subs if (key := sub.viewer.session_key)})
+            cur = await conn.execute(_LIVE_SESSIONS, (keys,))
+            live = {key for (key,) in await cur.fetchall()}
+            for sub in subs:
+                if sub.viewer.session_key not in live:
+                    self._end(sub, "its session ended")
+        users = set(users)
+        if not users:
+            return
+        subs = [sub for sub in self.fanout.subscriptions() if sub.user_id in users]
+        keys = sorted({key for sub in subs if (key := sub.viewer.session_key)})
+        if not keys:
+            return
+        resolved = await sync_to_async(rooms.session_users)(keys)
+        for sub in subs:
+            if resolved.get(sub.viewer.session_key or "") != sub.user_id:
+                self._end(sub, "its user may no longer sign in with that session")
+
+    async def _send_reads(
+        self, conn: psycopg.AsyncConnection[Any], reads: list[tuple[int, str]]
+    ) -> None:
+        reads = [(user, room) for user, room in reads if self.fanout.subscriptions(user=user)]
+        if not reads:
+            return
+        users, slugs = zip(*reads, strict=True)
+        cur = await conn.execute(_READ_POSITIONS, (list(users), list(slugs)))
+        for user, room, cursor in await cur.fetchall():
+            for sub in self.fanout.subscriptions(user=user):
+                if room in sub.rooms:
+                    self._offer(sub, "room.read", {"room": room, "cursor": cursor})
+
+    def _offer(self, sub: UserSubscription, name: str, data: dict[str, Any]) -> None:
+        self.fanout.offer(sub, [sse.encode_untagged(name, data)])
+
+    def _end(self, sub: UserSubscription, why: str) -> None:
+        self.fanout.unsubscribe_user(sub)
+        self._count("revoked", 1)
+        logger.info("ended a /events stream of user %s: %s", sub.user_id, why)
+
+
+async def _now(conn: psycopg.AsyncConnection[Any]) -> Snapshot:
+    cur = await conn.execute(_NOW)
+    row = await cur.fetchone()
+    assert row is not None
+    return Snapshot.from_pg(row[0])
+
+
+async def _rooms_of(
+    conn: psycopg.AsyncConnection[Any], users: Iterable[int]
+) -> dict[int, set[str]]:
+    wanted = sorted(set(users))
+    cur = await conn.execute(_ROOMS_OF, (wanted,))
+    joined: dict[int, set[str]] = {user: set() for user in wanted}
+    for user, room in await cur.fetchall():
+        joined[user].add(room)
+    return joined

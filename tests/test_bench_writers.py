@@ -1,0 +1,25 @@
+"""``python -m bench.writers`` at a tiny size, so issue 15's writers scenario cannot rot: it
+runs every variant through the wheel's pgbench with a pgchat server and subscribers
+attached, and reports commits and latencies for each cell. Figures are not asserted: they
+depend on the machine (`make bench` reports them)."""
+
+from __future__ import annotations
+
+import pytest
+
+from .servers import run_bench
+
+
+@pytest.mark.slow
+def test_the_writers_bench_runs_every_variant(db_url: str) -> None:
+    summary = run_bench(
+        db_url, "bench.writers", "--writers", "1,2", "--seconds", "1", "--subscribers", "4"
+    )
+    cells = {(cell["variant"], cell["writers"]): cell for cell in summary["cells"]}
+    variants = ("plain", "notify", "pgchat-1", "pgchat-64")
+    assert set(cells) == {(v, w) for v in variants for w in (1, 2)}
+    for cell in cells.values():
+        assert cell["error"] is None
+        assert cell["commits_per_s"] > 0
+        assert 0 < cell["p50_ms"] <= cell["p99_ms"]
+    assert set(summary["share_of_notify"]) == {"1", "2"}
