@@ -36,7 +36,7 @@ START, STOP = "\x02", "\x03"
 _MARKS = re.compile(f"([{START}{STOP}])")
 # One stretch of up to 30 words from just before the first match (ts_headline's fragment
 # mode, tried too, often cut a fragment down to the matched word alone).
-_HEADLINE_OPTIONS = f"StartSel={START}, StopSel={STOP}, MaxWords=30, MinWords=12, ShortWord=2"
+HEADLINE_OPTIONS = f"StartSel={START}, StopSel={STOP}, MaxWords=30, MinWords=12, ShortWord=2"
 
 
 class BadQuery(ValueError):
@@ -124,7 +124,7 @@ FIND = f"""
     SELECT h.id, h.room_id, h.author, h.text, chat_iso(h.created_at),
            ts_headline(chat_search_config(), translate(h.text, E'\\x02\\x03', ''),
                        websearch_to_tsquery(chat_search_config(), %(q)s),
-                       '{_HEADLINE_OPTIONS}')
+                       '{HEADLINE_OPTIONS}')
     FROM hits h
     ORDER BY h.id DESC
 """
@@ -154,8 +154,10 @@ def params(search: Search, rooms: list[str] | None = None) -> dict[str, Any]:
     }
 
 
-async def find(conn: psycopg.AsyncConnection[Any], search: Search) -> dict[str, Any]:
-    """``{"results": [...], "next_before": id or None}``, newest first."""
+async def check(conn: psycopg.AsyncConnection[Any], search: Search) -> list[str]:
+    """The rooms the search may read (``search.room`` alone, if given), once its query is
+    known to search something: BadQuery or NoRoom otherwise. ``GET /search`` and
+    ``GET /search/events`` refuse the same queries with this one statement."""
     try:
         cur = await conn.execute(_CHECK, params(search))
     except _UNPARSABLE as exc:  # e.g. "tsquery stack too small" for "- - - ..."
@@ -169,6 +171,12 @@ async def find(conn: psycopg.AsyncConnection[Any], search: Search) -> dict[str, 
         raise BadQuery("q has no words to search for (only punctuation or stop words)")
     if tree == "T":
         raise BadQuery("q needs a word to find, not only words to leave out (-word)")
+    return list(rooms)
+
+
+async def find(conn: psycopg.AsyncConnection[Any], search: Search) -> dict[str, Any]:
+    """``{"results": [...], "next_before": id or None}``, newest first."""
+    rooms = await check(conn, search)
     if not rooms:
         return {"results": [], "next_before": None}
     cur = await conn.execute(FIND, params(search, rooms))
