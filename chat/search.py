@@ -121,10 +121,10 @@ _CHECK = """
 #
 # So no query reads more than about WINDOW rows (plus PHRASE_WALK_IDS for a dense phrase)
 # plus its index matches older than that. UNION ALL runs its branches in order and the LIMIT
-# stops it, so a branch does not run when those before it fill the page. ``recent`` is read in the order it was written (a
-# materialized CTE keeps it): newest first, so branch 1 yields the newest. The query is
-# written out in each place (not a CTE), so the planner sees a constant. Snippets are made
-# for the page's rows only.
+# stops it, so a branch does not run when those before it fill the page. ``recent`` is read
+# in the order it was written (a materialized CTE keeps it): newest first, so branch 1
+# yields the newest. The query is written out in each place (not a CTE), so the planner
+# sees a constant. Snippets are made for the page's rows only.
 FIND = f"""
     WITH recent AS MATERIALIZED (
         SELECT m.id, m.room_id, m.author, m.text, m.created_at, m.deleted_at, m.search_vector
