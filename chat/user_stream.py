@@ -8,7 +8,8 @@ On failure: a stream that ends (log-out, server stopping, database gone, buffer 
             (chat/position.py), and the replay fills the gap, each transaction whole.
 
 Served beside Django like chat/stream.py (config/asgi.py ``ROUTES``), with the same
-plumbing (chat/asgi_http.py). The token goes on the last frame of each batch only, so a
+plumbing (chat/asgi_http.py); the replay-then-live loop is chat/token_stream.py's, shared with
+``GET /search/events``. The token goes on the last frame of each batch only, so a
 client that resumes never splits a transaction: it gets what comes after, none of it twice.
 """
 
