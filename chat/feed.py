@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
 
-from . import db, history
+from . import db, history, replica
 from .listener import Listener
 from .sse import EPHEMERAL, Frame, encode
 from .subscription import Subscription, Viewer
@@ -30,8 +30,18 @@ class Feed:
 
     _page: history.Page | None  # the first page of the log, until _replay takes it
 
-    def __init__(self, listener: Listener, sub: Subscription, first: history.Page, since: int):
+    def __init__(
+        self,
+        listener: Listener,
+        sub: Subscription,
+        first: history.Page,
+        since: int,
+        fence: replica.Fence | None = None,
+    ):
         self._listener, self._sub, self._page, self.cursor = listener, sub, first, since
+        # Where the primary stood when ``sub`` subscribed: the replica must have replayed
+        # that far before it may answer this feed's replay (chat/replica.py).
+        self._fence = fence
         self._closed = False  # by its consumer: a feed that fell behind must not resubscribe
 
     @classmethod
@@ -53,9 +63,12 @@ class Feed:
         try:
             async with db.connection() as conn:
                 if since is None:  # one index probe, not a page of history to discard
+                    # On the primary: "from now" is the primary's now.
                     cursor = await history.current_cursor(conn, room)
                     sub.advance(cursor)
                     return cls(listener, sub, history.Page(cursor, [], False), cursor)
+                fence = await replica.fence()  # after subscribing: see chat/replica.py
+            async with replica.reading(fence) as conn:
                 first = await history.changes_after(conn, room, since)
         except BaseException:
             listener.unsubscribe(sub)
@@ -63,7 +76,7 @@ class Feed:
         if since > first.cursor:
             listener.unsubscribe(sub)
             raise CursorAhead(f"cursor {since} is ahead of room {room!r} (at {first.cursor})")
-        return cls(listener, sub, first, since)
+        return cls(listener, sub, first, since, fence)
 
     async def batches(self) -> AsyncGenerator[list[Frame] | None, None]:
         """Frames in cursor order, several at a time; None when the listener's heartbeat
@@ -92,6 +105,7 @@ class Feed:
                 self._sub = self._listener.subscribe(
                     self._sub.room, self.cursor, self._sub.viewer, self._sub.member
                 )
+                self._fence = await replica.fence()  # a new subscription, a new fence
         finally:
             self.close()
 
@@ -110,7 +124,7 @@ class Feed:
         self._page = None
         while True:
             if page is None:
-                async with db.connection() as conn:
+                async with replica.reading(self._fence) as conn:
                     page = await history.changes_after(conn, self._sub.room, self.cursor)
             if page.rows:
                 yield [encode(event) for event in page.rows]
