@@ -144,7 +144,6 @@ async def listening(dsn: str, count: int) -> AsyncIterator[list[int]]:
         proc.stdin.close()
         out, _ = await proc.communicate()
     received += json.loads(out.decode().strip().splitlines()[-1])["received"]
-    print(f"  ({count} listeners received {min(received):,} to {max(received):,} each)")
 
 
 async def run_all(scratch: str, args: argparse.Namespace) -> tuple[list[Cell], dict[int, int]]:
@@ -156,18 +155,20 @@ async def run_all(scratch: str, args: argparse.Namespace) -> tuple[list[Cell], d
         drains = [asyncio.create_task(_drain(client)) for client in clients]
         try:
             with tempfile.TemporaryDirectory(prefix="pgchat-writers-") as folder:
-                for listeners in args.listeners:
-                    async with listening(scratch, listeners) as received:
-                        for writers in args.writers:
-                            for variant in args.variants:
+                for writers in args.writers:
+                    for variant in args.variants:
+                        # Listener counts innermost: the cells compared are run one after
+                        # another, so a noisy machine's drift falls between rows, not in them.
+                        for listeners in args.listeners:
+                            async with listening(scratch, listeners) as received:
                                 run = asyncio.to_thread(
                                     pgbench, scratch, variant, writers, args.seconds, Path(folder)
                                 )
                                 cells.append(await run)
                                 cells[-1].listeners = listeners
-                                print(row(cells[-1]), flush=True)
-                    if received:
-                        fewest[listeners] = min(received)
+                            print(row(cells[-1]), flush=True)
+                            if received and variant.startswith("pgchat"):  # notifies `chat`
+                                fewest[listeners] = min(fewest.get(listeners, 1 << 62), *received)
         finally:
             for client in clients:
                 client.close()
