@@ -34,7 +34,7 @@ class Feed:
         self,
         listener: Listener,
         sub: Subscription,
-        first: history.Page,
+        first: history.Page | None,
         since: int,
         fence: replica.Fence | None = None,
     ):
@@ -53,7 +53,8 @@ class Feed:
         viewer: Viewer = Viewer.ANONYMOUS,
         member: int | None = None,
     ) -> Feed:
-        """Subscribe, then read the first page of the log after ``since``.
+        """Subscribe, then read the first page of the log after ``since`` (with a replica:
+        check the cursor here, and let ``batches`` read the replay from the replica).
 
         ``since=None`` means "from now": the room's current cursor, with nothing to replay.
         ``member``: the signed-in user holding the stream (presence), None if anonymous.
@@ -68,14 +69,18 @@ class Feed:
                     sub.advance(cursor)
                     return cls(listener, sub, history.Page(cursor, [], False), cursor)
                 fence = await replica.fence()  # after subscribing: see chat/replica.py
-            async with replica.reading(fence) as conn:
-                first = await history.changes_after(conn, room, since)
+                if fence is None:  # no replica: the first page now, on this connection
+                    first = await history.changes_after(conn, room, since)
+                    cursor = first.cursor
+                else:  # the cursor checked here (one index probe); the replay reads the
+                    # replica from ``batches``, after the open has let this connection go:
+                    # waiting for a lagging replica must not hold a primary connection.
+                    first, cursor = None, await history.current_cursor(conn, room)
+            if since > cursor:
+                raise CursorAhead(f"cursor {since} is ahead of room {room!r} (at {cursor})")
         except BaseException:
             listener.unsubscribe(sub)
             raise
-        if since > first.cursor:
-            listener.unsubscribe(sub)
-            raise CursorAhead(f"cursor {since} is ahead of room {room!r} (at {first.cursor})")
         return cls(listener, sub, first, since, fence)
 
     async def batches(self) -> AsyncGenerator[list[Frame] | None, None]:
