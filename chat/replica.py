@@ -36,7 +36,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import PoolTimeout
 
-from . import db
+from . import db, metrics
 
 logger = logging.getLogger("pgchat.replica")
 
@@ -90,11 +90,13 @@ async def _on_replica(
         conn = await lent.enter_async_context(db.replica.connection(url))
         if fence is None or await _caught_up(conn, fence, wait):
             stack.push_async_exit(lent)
+            metrics.COUNTERS["replica_reads"].inc()
             return conn
         logger.info("replica behind the fence %s after %.2fs: reading the primary", fence, wait)
     except (psycopg.Error, PoolTimeout, OSError) as exc:
         logger.warning("replica unavailable, reading the primary: %r", exc)
     await lent.aclose()  # the replica's connection goes back before the primary's is taken
+    metrics.COUNTERS["replica_fallbacks"].inc()
     return None
 
 

@@ -36,7 +36,7 @@ from .servers import (
 )
 from .test_user_stream import join, make_room, open_events, summary, text_is, until
 
-APPLY_DELAY = "2s"  # every commit reaches the standby's readers this late
+APPLY_DELAY = "3s"  # every commit reaches the standby's readers this late
 REPLICA_READER = "pgchat-replica-reader"  # application_name of chat/db.py's replica pool
 
 
@@ -128,7 +128,7 @@ async def test_resume_right_after_a_commit_loses_nothing(
     replicated: Server, room: Room, standby_url: str
 ) -> None:
     """The event the client missed is on the primary only: the replay must not read the
-    standby (2 s behind), which would answer "nothing after your cursor"; it waits a little
+    standby (3 s behind), which would answer "nothing after your cursor"; it waits a little
     for the standby, then reads the primary."""
     stream = await replicated.stream(room.slug)
     first = await ChatMessage.objects.acreate(room=room, author="ada", text="seen")
@@ -137,12 +137,14 @@ async def test_resume_right_after_a_commit_loses_nothing(
     # The standby knows the room up to the client's cursor, and nothing after it.
     await wait_until_async(lambda: _standby_has(standby_url, first.pk), what="seen, replayed")
 
+    fallbacks = replicated.metrics()["pgchat_replica_fallbacks_total"]
     missed = await ChatMessage.objects.acreate(room=room, author="ada", text="missed")
     behind = not _standby_has(standby_url, missed.pk)
     again = await replicated.stream(room.slug, last_event_id=seen.id)
     [got] = await collect(again, 1)
     assert got.json()["id"] == missed.pk
     assert behind, "the standby already had the row: this run did not test the fence"
+    assert replicated.metrics()["pgchat_replica_fallbacks_total"] > fallbacks
     marker = await ChatMessage.objects.acreate(room=room, author="ada", text="marker")
     [last] = await collect(again, 1)  # a repeat would have come before it
     assert last.json()["id"] == marker.pk
@@ -215,6 +217,7 @@ async def test_reads_hit_the_standby_once_it_has_caught_up(
 ) -> None:
     message = await ChatMessage.objects.acreate(room=room, author="ada", text="replicated")
     await wait_until_async(lambda: _caught_up(db_url, standby_url), what="the standby to catch up")
+    reads = replicated.metrics()["pgchat_replica_reads_total"]
     async with httpx.AsyncClient(base_url=replicated.url, timeout=DEADLINE) as client:
         start = _one(standby_url, "SELECT clock_timestamp()")
         page = (await client.get(f"/rooms/{room.slug}/messages?after=0")).json()
@@ -229,6 +232,7 @@ async def test_reads_hit_the_standby_once_it_has_caught_up(
         [replayed] = await collect(stream, 1)
         assert replayed.json()["id"] == message.pk
         await stream.aclose()
+    assert replicated.metrics()["pgchat_replica_reads_total"] >= reads + 3
     # Writes and LISTEN stay on the primary: the standby has no listener of ours.
     with psycopg.connect(standby_url, autocommit=True) as conn:
         listening = conn.execute(
