@@ -85,17 +85,19 @@ async def reading(
 async def _on_replica(
     stack: contextlib.AsyncExitStack, url: str, fence: Fence | None, wait: float
 ) -> psycopg.AsyncConnection[Any] | None:
-    lent = contextlib.AsyncExitStack()
-    try:
-        conn = await lent.enter_async_context(db.replica.connection(url))
-        if fence is None or await _caught_up(conn, fence, wait):
-            stack.push_async_exit(lent)
-            metrics.COUNTERS["replica_reads"].inc()
-            return conn
-        logger.info("replica behind the fence %s after %.2fs: reading the primary", fence, wait)
-    except (psycopg.Error, PoolTimeout, OSError) as exc:
-        logger.warning("replica unavailable, reading the primary: %r", exc)
-    await lent.aclose()  # the replica's connection goes back before the primary's is taken
+    """The replica's connection, handed to ``stack`` if it may answer; otherwise given
+    back (also when the task is cancelled while it waits) before the primary is asked."""
+    async with contextlib.AsyncExitStack() as lent:
+        try:
+            conn = await lent.enter_async_context(db.replica.connection(url))
+            if fence is None or await _caught_up(conn, fence, wait):
+                stack.push_async_exit(lent.pop_all())
+                metrics.COUNTERS["replica_reads"].inc()
+                return conn
+        except (psycopg.Error, PoolTimeout, OSError) as exc:
+            logger.warning("replica unavailable, reading the primary: %r", exc)
+        else:
+            logger.info("replica behind the fence %s after %.2fs: reading the primary", fence, wait)
     metrics.COUNTERS["replica_fallbacks"].inc()
     return None
 
