@@ -75,6 +75,13 @@ class ReadPool:
     def is_open(self) -> bool:
         return self._pool is not None
 
+    def lent(self) -> int:
+        """How many of its connections are out now (psycopg_pool's public stats)."""
+        if self._pool is None:
+            return 0
+        stats = self._pool.get_stats()
+        return stats.get("pool_size", 0) - stats.get("pool_available", 0)
+
     async def close(self) -> None:
         pool, self._pool, self._turns = self._pool, None, None
         if pool is not None:

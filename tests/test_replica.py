@@ -11,9 +11,11 @@ primary (a standby can do neither).
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import psycopg
@@ -21,6 +23,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AbstractUser
 
+from chat import db, replica
 from chat.models import ChatMessage, Room
 from devtools.embedded_pg import EmbeddedPgError, EmbeddedPostgres, ownership
 from devtools.embedded_pg.tools import binaries_dir, run
@@ -258,3 +261,38 @@ async def test_a_standby_that_is_down_sends_reads_to_the_primary(
         await stream.aclose()
     finally:
         standby.ensure_running()
+
+
+async def test_a_reader_cancelled_while_it_waits_gives_its_connection_back(
+    read_pool: None, settings: Any, db_url: str, standby_url: str, room: Room
+) -> None:
+    """A stream that goes away (or a server stopping) while its replay waits for the
+    replica must not keep the replica connection: with every slot of the pool leaked, the
+    next readers would wait for ever."""
+    settings.CHAT_READ_DATABASE_URL = standby_url
+    settings.CHAT_READ_FENCE_SECONDS = DEADLINE  # the wait is cut by the cancel, not by time
+    _one(standby_url, "SELECT pg_wal_replay_pause()::text")
+    try:
+        await ChatMessage.objects.acreate(room=room, author="ada", text="not replayed")
+        fence = await replica.fence()
+        assert fence is not None
+        entered = asyncio.Event()
+
+        async def wait_for_the_replica() -> None:
+            entered.set()
+            async with replica.reading(fence):
+                pytest.fail("the paused replica cannot have reached the fence")
+
+        for _ in range(db.POOL_MAX_SIZE):  # every slot, one after another
+            waiting = asyncio.create_task(wait_for_the_replica())
+            await entered.wait()
+            await wait_until_async(lambda: db.replica.lent() == 1, what="a replica reader waits")
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            assert db.replica.lent() == 0
+            entered.clear()
+        async with asyncio.timeout(DEADLINE), replica.reading(stale_ok=True) as conn:
+            await conn.execute("SELECT 1")  # a slot was free: none leaked
+    finally:
+        _one(standby_url, "SELECT pg_wal_replay_resume()::text")
