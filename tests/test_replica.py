@@ -77,6 +77,7 @@ def standby(db_url: str) -> Iterator[EmbeddedPostgres]:
     yield replica
     replica.stop()
     shutil.rmtree(state, ignore_errors=True)
+    state.with_name(state.name + ".lock").unlink(missing_ok=True)  # cluster.py's, beside it
 
 
 @pytest.fixture(scope="module")
