@@ -25,7 +25,7 @@ from django.contrib import auth
 from django.http import HttpRequest
 from django.urls import get_script_prefix
 
-from . import asgi_http, db, limits, position, ratelimit, rooms, search, token_stream
+from . import asgi_http, db, limits, position, ratelimit, replica, rooms, search, token_stream
 from .asgi_http import (
     DATABASE_DOWN,
     Receive,
@@ -75,6 +75,8 @@ async def search_events(scope: Scope, receive: Receive, send: Send) -> None:
             sub, target = await get_listener().searches.register(
                 viewer, text, room, since.whole if since is not None else None
             )
+            # After the target snapshot was taken: the replica must hold all it shows.
+            fence = await replica.fence() if since is not None else None
         except search.BadQuery as exc:
             raise Refused(400, str(exc)) from None
         except search.NoRoom as exc:
@@ -91,7 +93,7 @@ async def search_events(scope: Scope, receive: Receive, send: Send) -> None:
         return
     searches = get_listener().searches
     await token_stream.serve(
-        sub, since, target, replay_page(sub), lambda: searches.unregister(sub), receive, send
+        sub, since, target, fence, replay_page(sub), lambda: searches.unregister(sub), receive, send
     )
 
 

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 import psycopg
 
-from . import db, sse
+from . import replica, sse
 from .asgi_http import DATABASE_DOWN, END, STREAM_HEADERS, Receive, Send, close_on_disconnect
 from .position import Position, Snapshot
 from .user_subscription import TokenBuffer
@@ -47,6 +47,7 @@ async def serve(
     sub: TokenBuffer,
     since: Position | None,
     target: Snapshot,
+    fence: replica.Fence | None,
     read_page: ReadPage,
     unregister: Callable[[], None],
     receive: Receive,
@@ -60,7 +61,7 @@ async def serve(
         await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
         await _write(send, sse.RETRY)
         try:
-            await _replay(sub, since, target, read_page, send)
+            await _replay(sub, since, target, fence, read_page, send)
             sent = ""  # the token the client has from an idle block
             while (frames := await sub.next_frames()) is not None:
                 if frames:
@@ -83,10 +84,16 @@ async def serve(
 
 
 async def _replay(
-    sub: TokenBuffer, since: Position | None, target: Snapshot, read_page: ReadPage, send: Send
+    sub: TokenBuffer,
+    since: Position | None,
+    target: Snapshot,
+    fence: replica.Fence | None,
+    read_page: ReadPage,
+    send: Send,
 ) -> None:
     """What ``since`` has not seen up to ``target``, in pages, each page's last frame
-    carrying a token a resume continues from."""
+    carrying a token a resume continues from; read from the replica when it holds
+    everything up to ``fence`` (chat/replica.py), else from the primary."""
     if since is None:
         await _write(send, sse.position_only(Position(target).encode()))
         return
@@ -96,7 +103,7 @@ async def _replay(
     phases.append((since.whole, target, 0))
     for done, upto, after in phases:
         while not sub.closed:
-            async with db.connection() as conn:
+            async with replica.reading(fence) as conn:
                 page = await read_page(conn, done, upto, after)
             after = page.after
             token = (

@@ -23,7 +23,7 @@ from django.contrib import auth
 from django.http import HttpRequest
 from django.urls import get_script_prefix
 
-from . import asgi_http, history, position, rooms, sse, token_stream
+from . import asgi_http, history, position, replica, rooms, sse, token_stream
 from .asgi_http import (
     DATABASE_DOWN,
     Receive,
@@ -61,6 +61,8 @@ async def user_events(scope: Scope, receive: Receive, send: Send) -> None:
                 raise Refused(403, "sign in to open /events")
             viewer = Viewer(user_id, asgi_http.session_key(request))
             sub, target = await get_listener().users.register(viewer, since)
+            # After the target snapshot was taken: the replica must hold all it shows.
+            fence = await replica.fence() if since is not None else None
         except TokenAhead as exc:
             raise Refused(400, str(exc)) from None
         except SignedOut as exc:
@@ -75,7 +77,7 @@ async def user_events(scope: Scope, receive: Receive, send: Send) -> None:
         return
     users = get_listener().users
     await token_stream.serve(
-        sub, since, target, _read_page(sub), lambda: users.unregister(sub), receive, send
+        sub, since, target, fence, _read_page(sub), lambda: users.unregister(sub), receive, send
     )
 
 
