@@ -10,6 +10,8 @@
 #   make bench-workspace   only the /me/rooms one (200 rooms, 1,000,000 messages; ~2 min)
 #   make bench-search      only GET /search's (1,000,000 messages; p50/p95 per query kind,
 #                          index size, writer cost; a few minutes)
+#   make bench-saved-search  live saved searches' matching cost (1,000 open, 10 inserts/s;
+#                          CPU share of the process and of its PostgreSQL backend; ~2 min)
 #   make bench-fanout      only /events against per-room streams (1,000 users x 10 rooms)
 #   make bench-writers     only the writers: plain INSERT, bare NOTIFY, pgchat (pgbench)
 #   make bench-presence    presence's database cost at 10,000 streams (statements, rows)
@@ -35,7 +37,7 @@ METRICS_DIR := .pgchat/metrics
 
 export DJANGO_SETTINGS_MODULE := config.settings
 
-.PHONY: run test lint typecheck fmt bench bench-workspace bench-search bench-fanout bench-writers \
+.PHONY: run test lint typecheck fmt bench bench-workspace bench-search bench-saved-search bench-fanout bench-writers \
 	bench-presence psql db migrate stop clean venv
 
 venv: $(DEV)
@@ -106,6 +108,9 @@ bench-workspace: migrate $(DEV)
 
 bench-search: migrate $(DEV)
 	$(PY) -m bench.search_queries $(SEARCH_BENCH_ARGS)
+
+bench-saved-search: migrate $(DEV)
+	$(PY) -m bench.saved_search_cost $(SAVED_SEARCH_BENCH_ARGS)
 
 psql: db
 ifdef DATABASE_URL

@@ -37,6 +37,8 @@ from .servers import (
     psql,
     wait_for_server_backends_gone,
 )
+from .test_saved_search import open_search
+from .test_saved_search import until as until_text
 from .test_user_stream import join, make_room, open_events, summary, text_is, until
 
 APPLY_DELAY = "3s"  # every commit reaches the standby's readers this late
@@ -211,6 +213,32 @@ async def test_events_resume_while_replay_is_paused(
             ("message.created", a.slug, "missed a"),
             ("message.created", a.slug, "marker"),
         ]
+        await resumed.aclose()
+    finally:
+        _one(standby_url, "SELECT pg_wal_replay_resume()::text")
+
+
+async def test_saved_search_resume_while_replay_is_paused(
+    replicated: Server, db_url: str, standby_url: str, make_user: Callable[..., AbstractUser]
+) -> None:
+    """/search/events replays by snapshot through the same loop as /events
+    (chat/token_stream.py): with the standby paused, the matches committed while away still
+    come, once, from the primary."""
+    seeker = await sync_to_async(make_user)("seeker")
+    room = (await sync_to_async(make_room)()).slug
+    w = "r" + uuid.uuid4().hex[:12]
+    cookies = await session_cookies(replicated.url, seeker.username)
+    stream = await open_search(replicated, w, cookies)
+    await psql(db_url, insert_sql(room, f"seen {w}"))
+    token = (await until_text(stream, f"seen {w}"))[-1].id
+    await stream.aclose()
+    _one(standby_url, "SELECT pg_wal_replay_pause()::text")
+    try:
+        await psql(db_url, insert_sql(room, f"missed {w}"), insert_sql(room, "no match"))
+        resumed = await open_search(replicated, w, cookies, last_event_id=token)
+        await psql(db_url, insert_sql(room, f"marker {w}"))
+        got = await until_text(resumed, f"marker {w}")
+        assert [event.json()["text"] for event in got] == [f"missed {w}", f"marker {w}"]
         await resumed.aclose()
     finally:
         _one(standby_url, "SELECT pg_wal_replay_resume()::text")
