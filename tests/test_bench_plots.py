@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from bench import plots
 
@@ -12,7 +13,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def fanout_output(path: Path) -> Path:
-    results = [
+    results: list[dict[str, Any]] = [
         {"target": target, "subscribers": n, "p99_ms": 5.0 + n / 100, "cpu_us_per_frame": cpu}
         for target, cpu in (("pgchat", 9.0), ("ceiling", 4.0), ("per-connection", 30.0))
         for n in (10, 100, 1000)
