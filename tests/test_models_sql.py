@@ -237,14 +237,12 @@ def test_an_insert_tracks_live_rows_and_mentions_like_an_edit_would(room: Room) 
         "SELECT a.id, b.id FROM a, b",
         room.slug, yan, room.slug,
     )  # fmt: skip
-    created = dict(
-        sql(
-            "SELECT message_id, seq FROM chat_messagechange WHERE op = 'created' "
-            "AND message_id IN (%s, %s)",
-            shown,
-            ghost,
-        )  # fmt: skip
-    )
+    changes = sql(
+        "SELECT message_id, seq FROM chat_messagechange WHERE op = 'created' "
+        "AND message_id IN (%s, %s)",
+        shown, ghost,
+    )  # fmt: skip
+    created = dict(changes)
     assert set(created) == {shown, ghost}  # both logged
     live = sql(
         "SELECT message_id, seq, sender_id FROM chat_livemessage WHERE room_id = %s", room.slug
