@@ -44,11 +44,13 @@ def last_json(path: Path) -> Any:
 
 
 def fanout_series(results: Iterable[dict[str, Any]], field: str) -> Series:
-    """{target: [(subscribers, value)]} for the results that measured ``field``."""
+    """{target: [(subscribers, value)]} for the results that measured ``field``. A result
+    that stopped with an error or lost events (subscribers refused: the per-connection
+    reference past ``max_connections``) is left out: its figures are not of its x."""
     series: Series = defaultdict(list)
     for result in results:
         value = result.get(field)
-        if value is not None and not result.get("error"):
+        if value is not None and not result.get("error") and not result.get("lost"):
             series[result["target"]].append((float(result["subscribers"]), float(value)))
     return {target: sorted(points) for target, points in series.items()}
 

@@ -19,6 +19,7 @@ def fanout_output(path: Path) -> Path:
         for n in (10, 100, 1000)
     ]
     results.append({"target": "pgchat", "subscribers": 10000, "p99_ms": None, "error": "x"})
+    results.append({"target": "per-connection", "subscribers": 5000, "p99_ms": 1.0, "lost": 9})
     path.write_text("target N p99\n(table)\n" + json.dumps(results) + "\n")
     return path
 
@@ -49,6 +50,15 @@ def test_plots_are_written_from_both_benchmarks_output(tmp_path: Path) -> None:
         picture = (out / name).read_bytes()
         assert picture.startswith(PNG)
         assert len(picture) > 5000  # a drawn figure, not a stub
+
+
+def test_runs_that_failed_or_lost_events_are_not_drawn() -> None:
+    results = [
+        {"target": "a", "subscribers": 10, "p99_ms": 1.0},
+        {"target": "a", "subscribers": 100, "p99_ms": 2.0, "lost": 3},
+        {"target": "b", "subscribers": 10, "p99_ms": 5.0, "error": "refused"},
+    ]
+    assert plots.fanout_series(results, "p99_ms") == {"a": [(10.0, 1.0)]}
 
 
 def test_an_unreadable_input_skips_only_its_pictures(tmp_path: Path) -> None:
