@@ -1,6 +1,7 @@
 """The log: reading back from the tables what a client or the listener missed.
 
-Upstream:   the MessageChange log and ChatMessage rows written by the trigger (chat/models.py).
+Upstream:   the MessageChange log and ChatMessage rows written by the trigger
+            (chat/models/messages.py).
 Downstream: chat/pages.py (the page), chat/messages_api.py (JSON history), chat/feed.py
             (a stream's replay) and chat/listener.py (what its bells point to; catch-up).
 On failure: a query error ends that request or that listener connection; the database still

@@ -75,6 +75,13 @@ COUNTERS = {
     "presence_reads": Counter(
         "pgchat_presence_reads_total", "Reads of who is online, for presence bells."
     ),
+    "replica_reads": Counter(
+        "pgchat_replica_reads_total", "Reads answered by the replica (CHAT_READ_DATABASE_URL)."
+    ),
+    "replica_fallbacks": Counter(
+        "pgchat_replica_fallbacks_total",
+        "Reads meant for the replica that went to the primary: behind the fence, or down.",
+    ),
 }
 
 

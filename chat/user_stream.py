@@ -21,7 +21,7 @@ from django.contrib import auth
 from django.http import HttpRequest
 from django.urls import get_script_prefix
 
-from . import asgi_http, db, history, position, rooms, sse
+from . import asgi_http, history, position, replica, rooms, sse
 from .asgi_http import (
     DATABASE_DOWN,
     END,
@@ -62,6 +62,8 @@ async def user_events(scope: Scope, receive: Receive, send: Send) -> None:
                 raise Refused(403, "sign in to open /events")
             viewer = Viewer(user_id, asgi_http.session_key(request))
             sub, target = await get_listener().users.register(viewer, since)
+            # After the target snapshot was taken: the replica must hold all it shows.
+            fence = await replica.fence() if since is not None else None
         except TokenAhead as exc:
             raise Refused(400, str(exc)) from None
         except SignedOut as exc:
@@ -74,7 +76,7 @@ async def user_events(scope: Scope, receive: Receive, send: Send) -> None:
     except Refused as refusal:
         await send_error(send, refusal)
         return
-    await _stream(sub, since, target, receive, send)
+    await _stream(sub, since, target, fence, receive, send)
 
 
 def _signed_in(request: HttpRequest) -> int | None:
@@ -83,14 +85,19 @@ def _signed_in(request: HttpRequest) -> int | None:
 
 
 async def _stream(
-    sub: UserSubscription, since: Position | None, target: Snapshot, receive: Receive, send: Send
+    sub: UserSubscription,
+    since: Position | None,
+    target: Snapshot,
+    fence: replica.Fence | None,
+    receive: Receive,
+    send: Send,
 ) -> None:
     client_left = asyncio.create_task(close_on_disconnect(receive, sub))
     try:
         await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
         await _write(send, sse.RETRY)
         try:
-            await _replay(sub, since, target, send)
+            await _replay(sub, since, target, fence, send)
             sent = ""  # the token the client has from an idle block
             while (frames := await sub.next_frames()) is not None:
                 if frames:
@@ -113,7 +120,11 @@ async def _stream(
 
 
 async def _replay(
-    sub: UserSubscription, since: Position | None, target: Snapshot, send: Send
+    sub: UserSubscription,
+    since: Position | None,
+    target: Snapshot,
+    fence: replica.Fence | None,
+    send: Send,
 ) -> None:
     """What ``since`` has not seen up to ``target`` (where live batches begin), in pages of
     whole transactions, each page's last frame carrying a token a resume continues from."""
@@ -126,7 +137,7 @@ async def _replay(
     phases.append((since.whole, target, 0))
     for done, upto, after in phases:
         while not sub.closed:
-            async with db.connection() as conn:
+            async with replica.reading(fence) as conn:
                 window = await history.changes_since(
                     conn,
                     done,
