@@ -56,13 +56,17 @@ def fanout_series(results: Iterable[dict[str, Any]], field: str) -> Series:
 
 
 def writers_series(summary: dict[str, Any]) -> Series:
-    """{variant: [(writers, commits/s)]}; several cells of one variant and size (runs of
-    several rounds) are kept as separate points."""
+    """{variant: [(writers, commits/s)]}; with ``--listeners`` at several counts, one line
+    per variant and count ("pgchat-64, 8 listeners")."""
+    cells = [c for c in summary.get("cells", []) if c.get("commits_per_s") is not None]
+    several = len({c.get("listeners", 0) for c in cells}) > 1
     series: Series = defaultdict(list)
-    for cell in summary.get("cells", []):
-        if cell.get("commits_per_s") is not None:
-            series[cell["variant"]].append((float(cell["writers"]), cell["commits_per_s"]))
-    return {variant: sorted(points) for variant, points in series.items()}
+    for cell in cells:
+        name = cell["variant"]
+        if several:
+            name += f", {cell.get('listeners', 0)} listeners"
+        series[name].append((float(cell["writers"]), cell["commits_per_s"]))
+    return {name: sorted(points) for name, points in series.items()}
 
 
 def draw(

@@ -61,6 +61,20 @@ def test_runs_that_failed_or_lost_events_are_not_drawn() -> None:
     assert plots.fanout_series(results, "p99_ms") == {"a": [(10.0, 1.0)]}
 
 
+def test_writers_at_several_listener_counts_get_a_line_each() -> None:
+    cells = [
+        {"variant": "notify", "writers": w, "listeners": n, "commits_per_s": 10.0 * w + n}
+        for n in (0, 8)
+        for w in (1, 8)
+    ]
+    assert plots.writers_series({"cells": cells}) == {
+        "notify, 0 listeners": [(1.0, 10.0), (8.0, 80.0)],
+        "notify, 8 listeners": [(1.0, 18.0), (8.0, 88.0)],
+    }
+    one_count = [c for c in cells if c["listeners"] == 8]
+    assert set(plots.writers_series({"cells": one_count})) == {"notify"}
+
+
 def test_an_unreadable_input_skips_only_its_pictures(tmp_path: Path) -> None:
     broken = tmp_path / "fanout.txt"
     broken.write_text("the run was interrupted before its JSON\n")
