@@ -14,6 +14,8 @@
 #                          CPU share of the process and of its PostgreSQL backend; ~2 min)
 #   make bench-fanout      only /events against per-room streams (1,000 users x 10 rooms)
 #   make bench-writers     only the writers: plain INSERT, bare NOTIFY, pgchat (pgbench)
+#                The fan-out and writers runs also save their output and PNG plots in
+#                bench/results/ (bench/plots.py, matplotlib: a dev-only dependency)
 #   make bench-presence    presence's database cost at 10,000 streams (statements, rows)
 #   make psql    psql on the project's database       make db    start the database only
 #   make stop    stop the embedded PostgreSQL         make clean remove .venv and .pgchat
@@ -34,6 +36,8 @@ DEV := $(VENV)/.installed-dev
 MYPY := DATABASE_URL="$${DATABASE_URL:-dbname=pgchat-typecheck}" $(VENV)/bin/mypy
 # prometheus_client's multiprocess files, one set per worker, emptied at each `make run`
 METRICS_DIR := .pgchat/metrics
+# make bench's saved output and its pictures (bench/plots.py); not committed
+RESULTS := bench/results
 
 export DJANGO_SETTINGS_MODULE := config.settings
 
@@ -87,15 +91,25 @@ fmt: $(DEV)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# The fan-out's and the writers' output is kept in $(RESULTS) (its last line is the JSON),
+# and bench.plots draws it there as PNGs. bash with pipefail: tee must not hide a failure.
+bench bench-writers: SHELL := /bin/bash
+bench bench-writers: .SHELLFLAGS := -o pipefail -c
+
 bench: migrate $(DEV)
 	$(PY) -m bench.workspace_queries $(WORKSPACE_BENCH_ARGS)
 	$(PY) -m bench.search_queries $(SEARCH_BENCH_ARGS)
 	$(PY) -m bench.workspace_fanout $(FANOUT_BENCH_ARGS)
-	$(PY) -m bench --workers $(WORKERS) $(BENCH_ARGS)
-	$(PY) -m bench.writers $(WRITERS_BENCH_ARGS)
+	mkdir -p $(RESULTS)
+	$(PY) -m bench --workers $(WORKERS) $(BENCH_ARGS) | tee $(RESULTS)/fanout.txt
+	$(PY) -m bench.writers $(WRITERS_BENCH_ARGS) | tee $(RESULTS)/writers.txt
+	$(PY) -m bench.plots --fanout $(RESULTS)/fanout.txt --writers $(RESULTS)/writers.txt \
+		--out $(RESULTS)
 
 bench-writers: migrate $(DEV)
-	$(PY) -m bench.writers $(WRITERS_BENCH_ARGS)
+	mkdir -p $(RESULTS)
+	$(PY) -m bench.writers $(WRITERS_BENCH_ARGS) | tee $(RESULTS)/writers.txt
+	$(PY) -m bench.plots --writers $(RESULTS)/writers.txt --out $(RESULTS)
 
 bench-presence: migrate $(DEV)
 	$(PY) -m bench.presence_cost $(PRESENCE_BENCH_ARGS)
