@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from importlib import import_module
 from typing import Any, Protocol
@@ -43,6 +44,13 @@ class Refused(Exception):
     def __init__(self, status: int, message: str, **headers: str) -> None:
         super().__init__(message)
         self.status, self.headers = status, headers
+
+
+def unavailable(opening: str, exc: BaseException) -> Refused:
+    """The 503 of an open the database could not serve (logged once, with what failed);
+    the client retries after ``Retry-After``, as the API's 503 says (chat/jsonapi.py)."""
+    logging.getLogger("pgchat.stream").warning("database unavailable opening %s: %r", opening, exc)
+    return Refused(503, "the database is unavailable; retry shortly", Retry_After="2")
 
 
 class Closable(Protocol):

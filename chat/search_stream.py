@@ -84,10 +84,7 @@ async def search_events(scope: Scope, receive: Receive, send: Send) -> None:
         except TokenAhead as exc:
             raise Refused(400, str(exc)) from None
         except DATABASE_DOWN as exc:
-            logger.warning("database unavailable opening /search/events: %r", exc)
-            raise Refused(
-                503, "the database is unavailable; retry shortly", Retry_After="2"
-            ) from None
+            raise asgi_http.unavailable("/search/events", exc) from None
     except Refused as refusal:
         await send_error(send, refusal)
         return

@@ -101,8 +101,7 @@ async def _open_feed(scope: Scope, slug: str) -> Feed:
     except (sse.InvalidCursor, CursorAhead) as exc:
         raise Refused(400, str(exc)) from None
     except DATABASE_DOWN as exc:
-        logger.warning("database unavailable opening a stream of %r: %r", slug, exc)
-        raise Refused(503, "the database is unavailable; retry shortly", Retry_After="2") from None
+        raise asgi_http.unavailable(f"a stream of {slug!r}", exc) from None
 
 
 async def _stream(feed: Feed, receive: Receive, send: Send) -> None:

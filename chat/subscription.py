@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Generic, TypeVar
 
 from .sse import Frame
+
+T = TypeVar("T")  # what a buffer holds: Frame (room streams) or bytes (token streams)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,36 +32,21 @@ class Viewer:
 Viewer.ANONYMOUS = Viewer(None, None)
 
 
-class Subscription:
-    """One open stream's bounded buffer of frames, filled by the listener, drained by a view.
+class Buffer(Generic[T]):
+    """A stream's bounded buffer and its reader's wake-up, touched only from the event loop:
+    what a room stream (Subscription) and a token stream (chat/user_subscription.py
+    ``TokenBuffer``) share.
 
-    Not an asyncio.Queue: the view takes everything buffered in one call and writes it in one
-    chunk, and the hot path (``offer``) is a comparison and an append.
+    Not an asyncio.Queue: the reader takes everything buffered in one call and writes it in
+    one chunk, and the hot path is a comparison and an append.
     """
 
-    __slots__ = (
-        "_closed", "_frames", "_heard", "_idle", "_limit", "_waiter", "fell_behind", "member",
-        "room", "seq", "viewer",
-    )  # fmt: skip
+    __slots__ = ("_closed", "_frames", "_heard", "_idle", "_limit", "_waiter", "fell_behind")
 
-    def __init__(
-        self,
-        room: str,
-        seq: int,
-        limit: int,
-        viewer: Viewer = Viewer.ANONYMOUS,
-        member: int | None = None,
-    ) -> None:
+    def __init__(self, limit: int) -> None:
         if limit < 1:
             raise ValueError(f"subscriber buffer limit must be at least 1, got {limit}")
-        self.room = room
-        self.viewer = viewer  # whose access the listener re-checks when access changes
-        # The signed-in user holding the stream, for presence and typing only (None:
-        # anonymous). Never used for access: the gatekeeper resolves the session itself, so
-        # a log-out or a password change is seen (chat/gatekeeper.py).
-        self.member = member
-        self.seq = seq  # the highest cursor this stream has been given (buffered or replayed)
-        self._frames: list[Frame] = []  # a list, not a deque: an empty deque costs 760 B
+        self._frames: list[T] = []  # a list, not a deque: an empty deque costs 760 B
         self._limit = limit
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
@@ -67,39 +54,25 @@ class Subscription:
         self._idle = False  # the last tick found it quiet: the reader sends a keepalive
         self.fell_behind = False  # closed because its buffer overflowed, not by a shutdown
 
-    def offer(self, frame: Frame) -> bool:
-        """Buffer a frame unless already given; False when the buffer is full."""
-        if frame.seq <= self.seq or self._closed:
-            return True
-        if len(self._frames) >= self._limit:
-            return False
-        self._frames.append(frame)
-        self.seq = frame.seq
-        self._heard = True
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-        return True
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
-    def offer_ephemeral(self, frame: Frame) -> bool:
+    def _push(self, frame: T) -> None:
+        self._frames.append(frame)
+        self._heard = True
+        self._wake()
+
+    def offer_ephemeral(self, frame: T) -> bool:
         """Buffer a frame that is not in the log (typing, presence): it moves no cursor.
 
         Best effort, so always True: past half the buffer the frame is dropped, never the
         stream. An open storm (every member of a room arriving at once) makes presence
         frames by the hundred thousand, and ending streams over them would lose what
         matters (messages come from the log, presence from GET /presence on load)."""
-        if self._closed or len(self._frames) >= self._limit // 2:
-            return True
-        self._frames.append(frame)
-        self._heard = True
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if not self._closed and len(self._frames) < self._limit // 2:
+            self._push(frame)
         return True
-
-    def advance(self, seq: int) -> None:
-        """Note that the stream replayed up to ``seq`` from the table itself."""
-        self.seq = max(self.seq, seq)
 
     def heartbeat(self) -> None:
         """The listener's periodic tick: a reader that heard nothing since the previous
@@ -109,10 +82,9 @@ class Subscription:
             self._heard = False
             return
         self._idle = True
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        self._wake()
 
-    async def next_frames(self) -> list[Frame] | None:
+    async def next_frames(self) -> list[T] | None:
         """Everything buffered, waiting for at least one frame; [] when idle for a
         heartbeat; None once closed."""
         while not self._frames:
@@ -130,10 +102,52 @@ class Subscription:
         return frames
 
     def close(self, *, fell_behind: bool = False) -> None:
-        """Drop what is buffered and wake the view: it ends the stream, or if the stream
-        fell behind, reads what it missed from the table and subscribes again."""
+        """Drop what is buffered and wake the reader: it ends the stream (a room stream that
+        fell behind reads what it missed from the log and subscribes again; a token
+        stream's client resumes)."""
         self.fell_behind = self.fell_behind or fell_behind
         self._closed = True
         self._frames = []
+        self._wake()
+
+    def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+
+
+class Subscription(Buffer[Frame]):
+    """One open room stream's bounded buffer of frames, filled by the listener, drained by
+    a view (chat/feed.py)."""
+
+    __slots__ = ("member", "room", "seq", "viewer")
+
+    def __init__(
+        self,
+        room: str,
+        seq: int,
+        limit: int,
+        viewer: Viewer = Viewer.ANONYMOUS,
+        member: int | None = None,
+    ) -> None:
+        super().__init__(limit)
+        self.room = room
+        self.viewer = viewer  # whose access the listener re-checks when access changes
+        # The signed-in user holding the stream, for presence and typing only (None:
+        # anonymous). Never used for access: the gatekeeper resolves the session itself, so
+        # a log-out or a password change is seen (chat/gatekeeper.py).
+        self.member = member
+        self.seq = seq  # the highest cursor this stream has been given (buffered or replayed)
+
+    def offer(self, frame: Frame) -> bool:
+        """Buffer a frame unless already given; False when the buffer is full."""
+        if frame.seq <= self.seq or self._closed:
+            return True
+        if len(self._frames) >= self._limit:
+            return False
+        self.seq = frame.seq
+        self._push(frame)
+        return True
+
+    def advance(self, seq: int) -> None:
+        """Note that the stream replayed up to ``seq`` from the table itself."""
+        self.seq = max(self.seq, seq)

@@ -68,10 +68,7 @@ async def user_events(scope: Scope, receive: Receive, send: Send) -> None:
         except SignedOut as exc:
             raise Refused(403, str(exc)) from None
         except DATABASE_DOWN as exc:
-            logger.warning("database unavailable opening /events: %r", exc)
-            raise Refused(
-                503, "the database is unavailable; retry shortly", Retry_After="2"
-            ) from None
+            raise asgi_http.unavailable("/events", exc) from None
     except Refused as refusal:
         await send_error(send, refusal)
         return
