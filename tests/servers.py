@@ -287,6 +287,20 @@ async def collect(client: SSEClient, count: int, deadline: float = DEADLINE) -> 
     return events
 
 
+async def until_text(stream: SSEClient, text: str, room: str) -> list[Event]:
+    """The stream's events of ``room`` up to the message.created of ``text`` (the marker
+    that proves nothing else of that room came before it)."""
+    seen: list[Event] = []
+    async with asyncio.timeout(DEADLINE):
+        while True:
+            event = await stream.next_event()
+            if event.json().get("room") != room:
+                continue
+            seen.append(event)
+            if event.name == "message.created" and event.json()["text"] == text:
+                return seen
+
+
 def wait_for_server_backends_gone(db_url: str, *, leave: int = 0) -> None:
     """Wait until stopped servers' sessions are gone (backends exit asynchronously),
     leaving ``leave`` sessions of servers still running."""

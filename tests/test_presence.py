@@ -30,7 +30,7 @@ from chat.models import Room
 from chat.presence import Presence
 
 from .helpers import DEADLINE, SERVER_SESSIONS, session_cookies, sessions, wait_until_async
-from .servers import Server, insert_sql, psql, run_bench, wait_for_server_backends_gone
+from .servers import Server, insert_sql, psql, run_bench, until_text, wait_for_server_backends_gone
 from .test_user_stream import join, open_events
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
@@ -70,18 +70,6 @@ async def presence_event(stream: SSEClient, room: str) -> Event:
         event = await stream.next_event()
         if event.name.startswith("presence.") and event.json()["room"] == room:
             return event
-
-
-async def until_text(stream: SSEClient, text: str, room: str) -> list[Event]:
-    seen: list[Event] = []
-    async with asyncio.timeout(DEADLINE):
-        while True:
-            event = await stream.next_event()
-            if event.json().get("room") != room:
-                continue
-            seen.append(event)
-            if event.name == "message.created" and event.json()["text"] == text:
-                return seen
 
 
 async def online(server: Server, room: str, cookies: dict[str, str]) -> list[str]:

@@ -8,7 +8,6 @@ delivers nothing.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import httpx
@@ -16,27 +15,14 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AbstractUser
 
-from bench.sse_client import Event, SSEClient
+from bench.sse_client import Event
 from chat.models import MessageChange, Room
 
 from .helpers import DEADLINE, session_cookies, unique
-from .servers import Browserless, Server, insert_sql, psql
+from .servers import Browserless, Server, insert_sql, psql, until_text
 from .test_user_stream import join, open_events
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
-
-
-async def until_text(stream: SSEClient, text: str, room: str) -> list[Event]:
-    """The stream's events of ``room`` up to the message.created of ``text``."""
-    seen: list[Event] = []
-    async with asyncio.timeout(DEADLINE):
-        while True:
-            event = await stream.next_event()
-            if event.json().get("room") != room:
-                continue
-            seen.append(event)
-            if event.name == "message.created" and event.json()["text"] == text:
-                return seen
 
 
 def names(events: list[Event]) -> list[tuple[str, str]]:
