@@ -21,7 +21,7 @@ from typing import Any
 
 from . import metrics, sse
 from .events import ChatEvent
-from .history import Window
+from .log_by_snapshot import Window
 from .position import Snapshot
 from .presence import Presence
 from .subscription import Subscription, Viewer

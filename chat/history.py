@@ -23,7 +23,6 @@ from typing import Any, NamedTuple, cast
 import psycopg
 
 from .events import MESSAGE_FIELDS, REACTION_FIELDS, REACTION_OPS, ChatEvent, Op
-from .position import Snapshot
 
 REPLAY_BATCH = 500  # changes per query when replaying; a long absence takes several queries
 # Who reacted, per emoji and message, in history: the first this many (the count is exact).
@@ -116,7 +115,7 @@ async def changes_after(
     rows = await cur.fetchall()
     cursor = int(rows[0][0]) if rows else 0
     scanned = [row for row in rows if row[1] is not None]
-    events = [event for _, *row in scanned if (event := _event(room, *row)) is not None]
+    events = [event for _, *row in scanned if (event := event_of(room, *row)) is not None]
     last_seq = scanned[-1][1] if scanned else after
     return Page(cursor, events, len(scanned) >= limit, last_seq)
 
@@ -136,7 +135,7 @@ async def changes_after_each(
         return []
     rooms, afters = zip(*positions.items(), strict=True)
     cur = await conn.execute(_CHANGES_AFTER_EACH, (list(rooms), list(afters)))
-    return [event for row in await cur.fetchall() if (event := _event(*row)) is not None]
+    return [event for row in await cur.fetchall() if (event := event_of(*row)) is not None]
 
 
 async def recent_messages(
@@ -212,7 +211,7 @@ async def fetch_messages(
     return {message_id: json.loads(message) for message_id, message in await cur.fetchall()}
 
 
-def _event(
+def event_of(
     room: str,
     seq: int,
     op: str,
@@ -246,83 +245,3 @@ def tombstone(room: str, message_id: int, deleted_at: str) -> dict[str, Any]:
 
 
 # -- by snapshot (GET /events) -------------------------------------------------------------
-
-# The entries of ``rooms`` whose transaction ``since`` had not seen finish and ``target`` has
-# (``target`` NULL: this statement's own snapshot, returned with the rows, so the position
-# and the rows agree). Not visible in ``since`` means begun at or after its xmax, or in
-# flight then: two index scans on txid, however old a transaction still open keeps xmin.
-# Transactions come whole, ordered by their highest cursor in these rooms: two that share a
-# room are in commit order (the later one took its cursor there after the first committed,
-# above all of the first's), so each room's order holds across transactions and pages.
-_CHANGES_SINCE = """
-    WITH snap AS (
-        SELECT coalesce(%(target)s::pg_snapshot, pg_current_snapshot()) AS target
-    ), new AS (
-        SELECT c.* FROM chat_messagechange c, snap
-        WHERE (c.txid >= %(xmax)s::xid8 OR c.txid = ANY(%(xip)s::xid8[]))
-          AND c.room_id = ANY(%(rooms)s::text[])
-          AND pg_visible_in_snapshot(c.txid, snap.target)
-    ), txns AS (
-        SELECT txid, max(seq) AS top FROM new GROUP BY txid
-        HAVING max(seq) > %(after)s ORDER BY top LIMIT %(limit)s
-    )
-    SELECT snap.target::text, t.top, c.txid::text, c.room_id, c.seq, c.op, c.message_id,
-           chat_message_json(m)::text, chat_iso(c.created_at), c.emoji, c.reactor
-    FROM snap
-    LEFT JOIN (txns t JOIN new c ON c.txid = t.txid) ON true
-    LEFT JOIN chat_chatmessage m ON m.id = c.message_id
-    ORDER BY t.top, c.seq
-"""
-
-REPLAY_TRANSACTIONS = 200  # transactions per page of a /events replay
-
-
-class Transaction(NamedTuple):
-    """One committed transaction's changes in the reader's rooms, in cursor order."""
-
-    txid: int
-    top: int  # its highest cursor among them: the order transactions are delivered in
-    events: list[ChatEvent]
-
-
-class Window(NamedTuple):
-    """What became visible between two snapshots, whole transactions in delivery order."""
-
-    target: Snapshot
-    transactions: list[Transaction]
-    has_more: bool  # the page was cut at ``limit`` transactions
-
-
-async def changes_since(
-    conn: psycopg.AsyncConnection[Any],
-    since: Snapshot,
-    rooms: list[str],
-    *,
-    target: Snapshot | None = None,
-    after: int = 0,
-    limit: int | None = None,
-) -> Window:
-    """The log entries of ``rooms`` that became visible after ``since`` up to ``target``
-    (default: now, in this same statement), grouped by transaction."""
-    params = {
-        "target": target.pg() if target is not None else None,
-        "xmax": str(since.xmax),
-        "xip": [str(txid) for txid in since.xip],
-        "rooms": rooms,
-        "after": after,
-        "limit": limit,
-    }
-    cur = await conn.execute(_CHANGES_SINCE, params)
-    rows = await cur.fetchall()
-    reached = Snapshot.from_pg(rows[0][0])
-    transactions: list[Transaction] = []
-    for _, top, txid, *row in rows:
-        if txid is None:
-            continue
-        if not transactions or transactions[-1].txid != int(txid):
-            transactions.append(Transaction(int(txid), top, []))
-        event = _event(*row)
-        if event is not None:
-            transactions[-1].events.append(event)
-    has_more = limit is not None and len(transactions) >= limit
-    return Window(reached, transactions, has_more)

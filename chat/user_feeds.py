@@ -28,7 +28,7 @@ from typing import Any, Protocol, TypeVar
 import psycopg
 from asgiref.sync import sync_to_async
 
-from . import db, history, rooms, sse
+from . import db, log_by_snapshot, rooms, sse
 from .events import Bell
 from .fanout import UserFanOut
 from .position import Position, Snapshot
@@ -159,7 +159,7 @@ class UserFeeds:
             return
         self._count("log_reads", 1)
         previous = self._position
-        window = await history.changes_since(conn, previous, self.fanout.rooms)
+        window = await log_by_snapshot.changes_since(conn, previous, self.fanout.rooms)
         self._position = window.target
         self.fanout.publish_window(window, previous)
 

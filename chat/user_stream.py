@@ -23,7 +23,7 @@ from django.contrib import auth
 from django.http import HttpRequest
 from django.urls import get_script_prefix
 
-from . import asgi_http, history, position, replica, rooms, sse, token_stream
+from . import asgi_http, log_by_snapshot, position, replica, rooms, sse, token_stream
 from .asgi_http import (
     DATABASE_DOWN,
     Receive,
@@ -89,13 +89,13 @@ def _read_page(sub: UserSubscription) -> token_stream.ReadPage:
     async def read(
         conn: psycopg.AsyncConnection[Any], done: Snapshot, upto: Snapshot, after: int
     ) -> token_stream.Page:
-        window = await history.changes_since(
+        window = await log_by_snapshot.changes_since(
             conn,
             done,
             sorted(sub.rooms),
             target=upto,
             after=after,
-            limit=history.REPLAY_TRANSACTIONS,
+            limit=log_by_snapshot.REPLAY_TRANSACTIONS,
         )
         frames = [
             sse.encode_untagged(event.name, event.message)

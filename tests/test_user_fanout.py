@@ -8,7 +8,7 @@ import collections
 from chat import sse
 from chat.events import ChatEvent
 from chat.fanout import UserFanOut
-from chat.history import Transaction, Window
+from chat.log_by_snapshot import Transaction, Window
 from chat.position import Snapshot, decode
 from chat.subscription import Subscription, Viewer
 

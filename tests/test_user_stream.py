@@ -241,7 +241,7 @@ async def test_a_long_absence_replays_in_pages_in_each_rooms_order(
     await psql(db_url, insert_sql(a, "start"))
     token = (await until(stream, text_is("start"), {a, b}))[-1].id
     await stream.aclose()
-    count = 450  # history.REPLAY_TRANSACTIONS is 200: three pages
+    count = 450  # log_by_snapshot.REPLAY_TRANSACTIONS is 200: three pages
     await psql(
         db_url,
         *(insert_sql(a if i % 2 else b, f"m{i}") for i in range(count)),
