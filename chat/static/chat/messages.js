@@ -7,7 +7,8 @@
 // If it fails: a change applied twice or out of order is harmless: upsert is keyed by
 //           message id and never replaces a message with an older version of itself.
 import { api, roomUrl } from "./api.js";
-import { element, button, isolatedName, shownName, textWithMentions } from "./dom.js";
+import { element, button, isolatedName, shownName } from "./dom.js";
+import { renderText } from "./render.js";
 import { startEdit, confirmDelete } from "./editing.js";
 
 const NEAR_BOTTOM_PX = 80;
@@ -131,10 +132,10 @@ export class MessageList {
       meta.append(edited);
     }
     item.append(meta);
-    const text = element("p", "text");
+    const text = element("div", "text");
     text.dir = "auto"; // its own direction (Arabic, Hebrew), isolated from the page's
     if (message.deleted_at) text.textContent = "message deleted";
-    else text.append(textWithMentions(message.text || "", this.user?.name));
+    else text.append(renderText(message.text || "", this.user?.name));
     item.append(text);
 
     if (this.canChange(message)) {

@@ -1,0 +1,193 @@
+"""The conversation in the browser (issue 13): real Chromium, real servers, real writers.
+
+Readable messages (markdown rendered from the stored text into DOM nodes, and an XSS corpus
+that must stay inert), reactions live across browsers, presence and typing, grouping and
+day separators, the composer, and the connection indicator. Fixtures and helpers come
+from tests/test_browser.py.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from django.contrib.auth.models import AbstractUser
+from playwright.async_api import Page, expect
+
+from chat.models import Room
+
+from .servers import insert_sql, psql
+from .test_browser import (  # fixtures and helpers, not tests
+    OpenPage,
+    alice,
+    bob,
+    browser,
+    browser_test,
+    chromium,
+    enter_room,
+    open_page,
+    texts,
+)
+
+__all__ = ["alice", "bob", "browser", "chromium", "open_page"]  # fixtures pytest finds by name
+
+ROOT = Path(__file__).resolve().parent.parent
+VENDORED_MARKDOWN_IT = ROOT / "chat/static/chat/vendor/markdown-it/markdown-it.esm.min.js"
+
+# Each message's .text as markup: tags with every attribute (sorted), text as is. An
+# attribute the renderer never sets (an on* handler, style, src) would show up here.
+DUMP = """items => items.map(root => {
+    const dump = (node) => {
+        if (node.nodeType === Node.TEXT_NODE) {
+            const text = node.data.replaceAll("&", "&amp;");
+            return text.replaceAll("<", "&lt;").replaceAll(">", "&gt;");
+        }
+        const attrs = Array.from(node.attributes).map(a => a.name).sort()
+            .map(name => ` ${name}="${node.getAttribute(name)}"`).join("");
+        const tag = node.tagName.toLowerCase();
+        return `<${tag}${attrs}>${Array.from(node.childNodes).map(dump).join("")}</${tag}>`;
+    };
+    return Array.from(root.childNodes).map(dump).join("");
+})"""
+
+LINK = 'rel="noopener noreferrer nofollow" target="_blank"'
+
+
+async def rendered(page: Page) -> list[str]:
+    result: list[str] = await page.locator("#messages > li.message > .text").evaluate_all(DUMP)
+    return result
+
+
+# -- 13.4 readable messages --------------------------------------------------------------------
+
+
+def test_the_vendored_markdown_it_is_the_version_the_readme_names() -> None:
+    """The file says its version on its first line; the README must say the same one."""
+    first = VENDORED_MARKDOWN_IT.read_text(encoding="utf-8").splitlines()[0]
+    match = re.match(r"/\*! markdown-it (\d+\.\d+\.\d+) ", first)
+    assert match, first
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"markdown-it {match.group(1)}" in readme
+    assert (VENDORED_MARKDOWN_IT.parent / "LICENSE").read_text().startswith("Copyright (c)")
+
+
+RENDERING = [
+    (
+        "see https://example.com/a?b=1 now",
+        f'<p>see <a href="https://example.com/a?b=1" {LINK}>https://example.com/a?b=1</a> now</p>',
+    ),
+    (
+        "[the docs](https://example.com/docs)",
+        f'<p><a href="https://example.com/docs" {LINK}>the docs</a></p>',
+    ),
+    (
+        "write to <ann@example.com>",
+        f'<p>write to <a href="mailto:ann@example.com" {LINK}>ann@example.com</a></p>',
+    ),
+    ("use `rm -rf /` with care", "<p>use <code>rm -rf /</code> with care</p>"),
+    (
+        "```\nfor x in y:\n    **not bold** <b>\n```",
+        "<pre><code>for x in y:\n    **not bold** &lt;b&gt;</code></pre>",
+    ),
+    (
+        "**bold** *italic* ~~gone~~ _also_",
+        "<p><strong>bold</strong> <em>italic</em> <s>gone</s> <em>also</em></p>",
+    ),
+    ("> quoted\n\nmy reply", "<blockquote><p>quoted</p></blockquote><p>my reply</p>"),
+    ("line one\nline two", "<p>line one\nline two</p>"),
+    (
+        "hi @bob and @{me}.",
+        '<p>hi <span class="mention">@bob</span> and <span class="mention me">@{me}</span>.</p>',
+    ),
+    ("- one\n- two", "<ul><li>one</li><li>two</li></ul>"),
+    ("# not a heading, 1 < 2 & 3 > 2", "<p># not a heading, 1 &lt; 2 &amp; 3 &gt; 2</p>"),
+]
+
+
+@browser_test
+async def test_messages_render_links_code_emphasis_quotes_and_mentions(
+    open_page: OpenPage, room: Room, alice: AbstractUser, db_url: str
+) -> None:
+    """Written with psql (no API in the way): the page renders each the same for everyone."""
+    me = alice.username
+    cases = [(text.replace("{me}", me), html.replace("{me}", me)) for text, html in RENDERING]
+    await psql(db_url, *(insert_sql(room.slug, text) for text, _ in cases[:-1]))
+    page = await open_page(alice)
+    await enter_room(page, room)
+    await psql(db_url, insert_sql(room.slug, cases[-1][0]))  # and one live, from the stream
+    await expect(texts(page)).to_have_count(len(cases))
+    assert await rendered(page) == [html for _, html in cases]
+
+
+XSS = [
+    '<img src=x onerror="window.__xss=1">',
+    "<script>window.__xss=1</script>",
+    '<svg onload="window.__xss=1"><circle/></svg>',
+    '<a href="javascript:window.__xss=1">click</a>',
+    '<iframe src="javascript:window.__xss=1"></iframe>',
+    "[x](javascript:window.__xss=1)",
+    "[x](JaVaScRiPt:window.__xss=1)",
+    "[x](  javascript:window.__xss=1  )",
+    "[x](java&#x09;script:window.__xss=1)",
+    "<javascript:window.__xss=1>",
+    "javascript:window.__xss=1",
+    "[x](data:text/html;base64,PHNjcmlwdD53aW5kb3cuX194c3M9MTwvc2NyaXB0Pg==)",
+    "<data:text/html,<script>window.__xss=1</script>>",
+    "[x](vbscript:msgbox(1))",
+    "[x](/relative/path) [y](//evil.example/x)",
+    '[x](https://ok.example/"onmouseover="window.__xss=1)',
+    '![img](https://example.com/x.png "title")',
+    "&lt;img src=x onerror=window.__xss=1&gt; &#60;script&#62;",
+    "```html\n<script>window.__xss=1</script>\n```",
+    '**<img src=x onerror="window.__xss=1">** `<svg onload=window.__xss=1>`',
+    "[x](https://example.com 'title\" onclick=\"window.__xss=1')",
+]
+ALLOWED_TAGS = {
+    "p",
+    "a",
+    "code",
+    "pre",
+    "strong",
+    "em",
+    "s",
+    "blockquote",
+    "ul",
+    "ol",
+    "li",
+    "span",
+}
+ALLOWED_ATTRIBUTES = {"href", "rel", "target", "class", "start"}
+
+
+@browser_test
+async def test_an_xss_corpus_stays_inert_text(
+    open_page: OpenPage, room: Room, alice: AbstractUser, db_url: str
+) -> None:
+    """Markup, script URLs, data: URLs and entities, on the history and the live path: only
+    the renderer's own elements and attributes appear, every link is http(s) or mailto,
+    nothing runs and nothing is fetched."""
+    half = len(XSS) // 2
+    await psql(db_url, *(insert_sql(room.slug, text) for text in XSS[:half]))
+    page = await open_page(alice)
+    fetched: list[str] = []
+    page.on("request", lambda request: fetched.append(request.url))
+    await enter_room(page, room)
+    await psql(db_url, *(insert_sql(room.slug, text) for text in XSS[half:]))
+    await expect(texts(page)).to_have_count(len(XSS))
+    found = await page.locator("#messages > li.message > .text").evaluate_all(
+        """items => items.flatMap(root => Array.from(root.querySelectorAll("*")).map(node => ({
+            tag: node.tagName.toLowerCase(),
+            attributes: Array.from(node.attributes).map(a => a.name),
+            href: node.tagName === "A" ? node.protocol : null,
+        })))"""
+    )
+    assert {node["tag"] for node in found} <= ALLOWED_TAGS, found
+    assert {name for node in found for name in node["attributes"]} <= ALLOWED_ATTRIBUTES, found
+    assert {node["href"] for node in found if node["tag"] == "a"} <= {"https:"}, found
+    assert await page.evaluate("typeof window.__xss") == "undefined"
+    assert not [url for url in fetched if url.endswith("/x") or "x.png" in url], fetched
+    # What was typed is what is shown, as characters (the first few, whole).
+    shown = await texts(page).all_text_contents()
+    assert shown[:3] == XSS[:3]
+    assert shown[5] == XSS[5]
+    assert "&lt;img" in shown[17]
