@@ -8,13 +8,16 @@ from tests/test_browser.py.
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
+from collections.abc import Callable
 from pathlib import Path
 
-from django.contrib.auth.models import AbstractUser
-from playwright.async_api import Page, expect
+from django.contrib.auth.models import AbstractUser, User
+from playwright.async_api import Locator, Page, expect
 
-from chat.models import Room
+from chat.models import ChatMessage, Room
 
 from .servers import insert_sql, psql
 from .test_browser import (  # fixtures and helpers, not tests
@@ -25,6 +28,7 @@ from .test_browser import (  # fixtures and helpers, not tests
     browser_test,
     chromium,
     enter_room,
+    message,
     open_page,
     texts,
 )
@@ -191,3 +195,122 @@ async def test_an_xss_corpus_stays_inert_text(
     assert shown[:3] == XSS[:3]
     assert shown[5] == XSS[5]
     assert "&lt;img" in shown[17]
+
+
+# -- 13.3 reactions ----------------------------------------------------------------------------
+
+
+def chip(page: Page, message_id: int, emoji: str) -> Locator:
+    return page.locator(f"li.message[data-id='{message_id}'] .reaction[data-emoji='{emoji}']")
+
+
+@browser_test
+async def test_reactions_are_live_toggle_and_count_once(
+    open_page: OpenPage, room: Room, alice: AbstractUser, bob: AbstractUser, db_url: str
+) -> None:
+    """Bob has joined the room (his page hears it on the shared /events), alice only looks
+    at it (the room's own stream): both paths carry reactions, from the UI and from psql."""
+    await room.members.aadd(bob.pk)
+    await psql(db_url, insert_sql(room.slug, "react to me"))
+    row = await ChatMessage.objects.aget(room=room, text="react to me")
+    page_a, page_b = await open_page(alice), await open_page(bob)
+    await enter_room(page_a, room)
+    await enter_room(page_b, room)
+
+    item_a = page_a.locator(f"li.message[data-id='{row.pk}']")
+    await item_a.locator("button.add-reaction").click()
+    await item_a.locator(".palette button[data-emoji='👍']").click()
+    for page in (page_a, page_b):
+        await expect(chip(page, row.pk, "👍").locator(".count")).to_have_text("1")
+        await expect(chip(page, row.pk, "👍")).to_have_attribute("title", alice.username)
+    await expect(chip(page_a, row.pk, "👍")).to_have_class(re.compile(r"\bmine\b"))
+    await expect(chip(page_b, row.pk, "👍")).not_to_have_class(re.compile(r"\bmine\b"))
+
+    await chip(page_b, row.pk, "👍").click()  # bob adds his to alice's
+    for page in (page_a, page_b):
+        await expect(chip(page, row.pk, "👍").locator(".count")).to_have_text("2")
+    await expect(chip(page_b, row.pk, "👍")).to_have_class(re.compile(r"\bmine\b"))
+    await expect(chip(page_b, row.pk, "👍")).to_have_attribute(
+        "title", f"{alice.username}, {bob.username}"
+    )
+
+    await chip(page_a, row.pk, "👍").click()  # alice takes hers back
+    for page in (page_a, page_b):
+        await expect(chip(page, row.pk, "👍").locator(".count")).to_have_text("1")
+        await expect(chip(page, row.pk, "👍")).to_have_attribute("title", bob.username)
+    await expect(chip(page_a, row.pk, "👍")).not_to_have_class(re.compile(r"\bmine\b"))
+
+    await psql(
+        db_url,
+        "INSERT INTO chat_reaction (message_id, user_id, emoji)"
+        f" VALUES ({row.pk}, {alice.pk}, '🎉')",
+    )
+    for page in (page_a, page_b):
+        await expect(chip(page, row.pk, "🎉").locator(".count")).to_have_text("1")
+    await expect(chip(page_a, row.pk, "🎉")).to_have_class(re.compile(r"\bmine\b"))
+
+    # History and the stream together count each reaction once: a reload shows the same.
+    expected = ["👍1", "🎉1"]
+    for page in (page_a, page_b):
+        shown = page.locator(f"li.message[data-id='{row.pk}'] .reaction")
+        await expect(shown).to_have_text(expected)
+        await enter_room(page, room)
+        await expect(shown).to_have_text(expected)
+    await psql(db_url, f"DELETE FROM chat_reaction WHERE message_id = {row.pk} AND emoji = '🎉'")
+    for page in (page_a, page_b):
+        await expect(chip(page, row.pk, "🎉")).to_have_count(0)
+        await expect(chip(page, row.pk, "👍")).to_have_count(1)
+
+
+# -- 13.1, 13.2 presence and typing -------------------------------------------------------------
+
+
+def here(page: Page) -> Locator:
+    return page.locator("#presence .person")
+
+
+@browser_test
+async def test_who_is_here_and_who_is_typing(
+    open_page: OpenPage,
+    room: Room,
+    alice: AbstractUser,
+    bob: AbstractUser,
+    make_user: Callable[..., User],
+) -> None:
+    """Alice has joined (shared /events), bob and carol only look (the room's stream)."""
+    carol = await asyncio.to_thread(make_user, "carol")
+    await room.members.aadd(alice.pk)
+    page_a, page_b, page_c = await open_page(alice), await open_page(bob), await open_page(carol)
+    await enter_room(page_a, room)
+    await expect(here(page_a)).to_have_text([alice.username])
+    await enter_room(page_b, room)
+    both = sorted([alice.username, bob.username])
+    await expect(here(page_b)).to_have_text(both)  # asked on load
+    await expect(here(page_a)).to_have_text(both)  # presence.joined, live
+    await enter_room(page_c, room)
+    await expect(here(page_a)).to_have_text(sorted([*both, carol.username]))
+
+    # Bob types ten characters: one POST /typing (at most one per 3 s), alice sees it.
+    posts: list[str] = []
+    page_b.on("request", lambda r: posts.append(r.url) if r.url.endswith("/typing") else None)
+    typed_at = time.monotonic()
+    await page_b.locator("textarea[name=text]").press_sequentially("hello ther")
+    await expect(page_a.locator("#typing")).to_have_text(f"{bob.username} is typing…")
+    if time.monotonic() - typed_at < 2.5:  # still inside one 3 s window on this machine
+        assert len(posts) == 1, posts
+    await page_a.locator("textarea[name=text]").press_sequentially("me too")
+    names = sorted([alice.username, bob.username])
+    await expect(page_c.locator("#typing")).to_have_text(f"{names[0]} and {names[1]} are typing…")
+    await expect(page_a.locator("#typing")).to_have_text(f"{bob.username} is typing…")  # not me
+
+    # Bob's message arrives: he is no longer typing, at once (not after 5 s).
+    await page_b.locator("textarea[name=text]").press_sequentially("e!")
+    await page_b.locator("textarea[name=text]").press("Enter")
+    await expect(message(page_c, "hello there!")).to_have_count(1)
+    assert await page_c.locator("#typing").text_content() == f"{alice.username} is typing…"
+    # Alice stops without sending: her name goes after 5 s.
+    await expect(page_c.locator("#typing")).to_have_text("")
+
+    await page_b.close()
+    await expect(here(page_a)).to_have_text(sorted([alice.username, carol.username]))
+    await expect(here(page_c)).to_have_text(sorted([alice.username, carol.username]))

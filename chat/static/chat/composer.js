@@ -2,7 +2,8 @@
 //
 // Receives: what the user types; the room on screen (room()).
 // Hands on: POST /rooms/<slug>/messages with an Idempotency-Key; the created message to
-//           onSent (the stream brings it too; the list's upsert makes that harmless).
+//           onSent (the stream brings it too; the list's upsert makes that harmless);
+//           POST /rooms/<slug>/typing while the user types.
 // If it fails: a send that may not be final (no answer, a 5xx) is retried with backoff under
 //           the SAME key: if the first attempt did land, the server answers the retry with
 //           that same message and writes nothing, so a retried send never shows twice.
@@ -12,6 +13,7 @@ import { api, newKey, roomUrl, sleep } from "./api.js";
 const RETRY_MIN_MS = 1000;
 const SEND_RETRIES = 5; // after the first attempt: 1 + 2 + 4 + 8 + 15 s, then give up
 const SEND_RETRY_MAX_MS = 15000;
+const TYPING_EVERY_MS = 3000; // "typing" is posted at most this often (the server throttles too)
 
 // "42 s", "15 min", "2 h": a wait said as a person would (the server's wording too).
 function waitText(seconds) {
@@ -69,6 +71,16 @@ export function setupComposer(form, { room, onSent }) {
     }
   }
 
+  // Others see "… is typing": one POST per 3 s of typing at most, fire and forget (a
+  // lost one is a name not shown for a moment).
+  let typedAt = 0;
+  box.addEventListener("input", () => {
+    const now = Date.now();
+    if (!box.value.trim() || now - typedAt < TYPING_EVERY_MS) return;
+    typedAt = now;
+    api("POST", roomUrl(room(), "typing"));
+  });
+
   box.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
@@ -99,6 +111,7 @@ export function setupComposer(form, { room, onSent }) {
   // Another room on screen: its name in the placeholder, no stale error.
   return {
     switchTo(title) {
+      typedAt = 0;
       box.placeholder = `Message ${title}`;
       if (!submit.disabled) problem.hidden = true;
     },

@@ -9,6 +9,7 @@
 import { api, roomUrl } from "./api.js";
 import { element, button, isolatedName, shownName } from "./dom.js";
 import { renderText } from "./render.js";
+import { applyReaction, reactionBar } from "./reactions.js";
 import { startEdit, confirmDelete } from "./editing.js";
 
 const NEAR_BOTTOM_PX = 80;
@@ -106,7 +107,8 @@ export class MessageList {
     const author = message.author || "—";
     const direct = this.onDirect && message.author && message.sender_id && message.sender_id !== this.user?.id;
     if (direct) {
-      // A link acting as a button: a message's <button>s are its author's controls.
+      // A link acting as a button: a message's <button>s are its controls (edit, delete,
+      // reactions), its author's name is a way to their DMs.
       const name = element("a", "author dm");
       name.append(isolatedName(author));
       name.href = "#";
@@ -137,6 +139,7 @@ export class MessageList {
     if (message.deleted_at) text.textContent = "message deleted";
     else text.append(renderText(message.text || "", this.user?.name));
     item.append(text);
+    if (!message.deleted_at && (this.user || message.reactions?.length)) item.append(this.bar(message));
 
     if (this.canChange(message)) {
       const actions = element("div", "actions");
@@ -146,6 +149,33 @@ export class MessageList {
       item.append(actions);
     }
     return item;
+  }
+
+  bar(message) {
+    return reactionBar(this.room, message, this.user?.name || null, (reactions) =>
+      this.setReactions(message.id, reactions),
+    );
+  }
+
+  // A reaction.added / reaction.removed event (stream or log) for a message on screen.
+  react(name, data) {
+    if (data.room !== this.room) return;
+    const item = this.items.get(data.message_id);
+    if (!item || item.message.deleted_at) return;
+    this.setReactions(data.message_id, applyReaction(item.message.reactions, name, data));
+  }
+
+  setReactions(id, reactions) {
+    const item = this.items.get(id);
+    if (!item) return;
+    item.message = { ...item.message, reactions };
+    const old = item.querySelector(":scope > .reactions");
+    if (item.classList.contains("editing") || !old) return; // drawn when the editor closes
+    item.shown = JSON.stringify(item.message);
+    const fresh = this.bar(item.message);
+    const focused = old.contains(document.activeElement) ? document.activeElement.dataset.emoji : null;
+    old.replaceWith(fresh);
+    if (focused) fresh.querySelector(`[data-emoji="${CSS.escape(focused)}"]`)?.focus();
   }
 
   // The send box, or the list when there is none: where focus goes when its place is gone.
@@ -158,6 +188,11 @@ export class MessageList {
     if (!this.room || (message.room && message.room !== this.room)) return;
     const existing = this.items.get(message.id);
     if (existing && isOlder(message, existing.message)) return; // a late copy of the past
+    if (message.deleted_at) message = { ...message, reactions: [] }; // they went with it
+    else if (!("reactions" in message)) {
+      // A stream event carries the message's fields, not its reactions: keep those shown.
+      message = { ...message, reactions: existing?.message.reactions || [] };
+    }
     if (existing && existing.classList.contains("editing") && !message.deleted_at) {
       existing.message = message; // don't yank the editor away; Save sends its own text
       return;
