@@ -12,6 +12,8 @@ import asyncio
 import re
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 from pathlib import Path
 
 from django.contrib.auth.models import AbstractUser, User
@@ -30,6 +32,8 @@ from .test_browser import (  # fixtures and helpers, not tests
     enter_room,
     message,
     open_page,
+    send,
+    tab_to,
     texts,
 )
 
@@ -314,3 +318,104 @@ async def test_who_is_here_and_who_is_typing(
     await page_b.close()
     await expect(here(page_a)).to_have_text(sorted([alice.username, carol.username]))
     await expect(here(page_c)).to_have_text(sorted([alice.username, carol.username]))
+
+
+# -- 13.5 a conversation, not a log -------------------------------------------------------------
+
+
+def insert_at(room: str, text: str, author: str, when: datetime) -> str:
+    """A psql INSERT with a chosen created_at (a conversation's past)."""
+    return (
+        "INSERT INTO chat_chatmessage (room_id, author, text, created_at) VALUES "
+        f"('{room}', '{author}', '{text}', '{when.isoformat()}')"
+    )
+
+
+async def list_rows(page: Page) -> list[str]:
+    """The list as the reader sees it: "day:<label>", or "<author>:<text>" with "+" for a
+    message grouped under the one before."""
+    rows: list[str] = await page.locator("#messages > li").evaluate_all(
+        """items => items.map(li => li.classList.contains("day") ? `day:${li.textContent}`
+            : li.classList.contains("message")
+            ? `${li.classList.contains("grouped") ? "+" : ""}${li.message.author}:${
+                li.querySelector(".text").textContent}`
+            : li.className)"""
+    )
+    return rows
+
+
+@browser_test
+async def test_messages_group_by_author_and_days_are_separated(
+    open_page: OpenPage, room: Room, alice: AbstractUser, db_url: str
+) -> None:
+    page = await open_page(alice)
+    await page.goto("/accounts/login/")  # any page: the browser's zone, to place "today"
+    zone = ZoneInfo(await page.evaluate("Intl.DateTimeFormat().resolvedOptions().timeZone"))
+    now = datetime.now(zone)
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if now - today < timedelta(minutes=30):  # just after midnight: "today" has no room yet
+        today -= timedelta(days=1)
+        now = today + timedelta(hours=23)
+    earlier = today - timedelta(days=9, hours=-10)
+    yesterday = today - timedelta(days=1) + timedelta(hours=9)
+    base = now - timedelta(minutes=25)
+    rows = [
+        ("old news", "bea", earlier),
+        ("morning", "bea", yesterday),
+        ("still morning", "bea", yesterday + timedelta(minutes=4)),
+        ("hi all", "bea", base),
+        ("two minutes on", "bea", base + timedelta(minutes=2)),
+        ("six minutes on, a new group", "bea", base + timedelta(minutes=8)),
+        ("carl answers", "carl", base + timedelta(minutes=9)),
+        ("carl again", "carl", base + timedelta(minutes=10)),
+    ]
+    await psql(db_url, *(insert_at(room.slug, *row) for row in rows))
+    await enter_room(page, room)
+    old_label = await page.evaluate(
+        """iso => new Date(iso).toLocaleDateString([], {weekday: "long", day: "numeric",
+            month: "long", ...(new Date(iso).getFullYear() !== new Date().getFullYear()
+            ? {year: "numeric"} : {})})""",
+        earlier.isoformat(),
+    )
+    assert str(earlier.day) in old_label and old_label not in ("Today", "Yesterday")
+    expected = [
+        f"day:{old_label}",
+        "bea:old news",
+        "day:Yesterday",
+        "bea:morning",
+        "+bea:still morning",
+        "day:Today",
+        "bea:hi all",
+        "+bea:two minutes on",
+        "bea:six minutes on, a new group",
+        "carl:carl answers",
+        "+carl:carl again",
+    ]
+    assert await list_rows(page) == expected
+    # A grouped message keeps its author for screen readers, and its full date on hover.
+    grouped = page.locator("#messages > li.message.grouped").first
+    await expect(grouped.locator(".author")).to_have_text("bea")
+    assert str(yesterday.year) in (await grouped.locator(".text").get_attribute("title") or "")
+    assert str(earlier.year) in (
+        await page.locator("#messages time").first.get_attribute("title") or ""
+    )
+
+    # Live: a message of mine starts a group; my next one joins it.
+    await send(page, "mine now")
+    await send(page, "mine again")
+    me = alice.username
+    await expect(page.locator("#messages > li")).to_have_count(len(expected) + 2)
+    assert (await list_rows(page))[-2:] == [f"{me}:mine now", f"+{me}:mine again"]
+
+    # Edit and Delete are there on hover and on keyboard focus only (not hidden from it).
+    mine = page.locator("#messages > li.message.own").last
+    edit, actions = mine.locator("button.edit"), mine.locator(".actions")
+    await page.mouse.move(0, 0)
+    await expect(actions).to_have_css("opacity", "0")
+    await mine.hover()
+    await expect(actions).to_have_css("opacity", "1")
+    await page.mouse.move(0, 0)
+    await expect(actions).to_have_css("opacity", "0")
+    await tab_to(page, "li.message.own:last-child button.edit", backwards=True)
+    await expect(edit).to_be_focused()
+    await expect(actions).to_have_css("opacity", "1")

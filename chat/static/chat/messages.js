@@ -10,6 +10,7 @@ import { api, roomUrl } from "./api.js";
 import { element, button, isolatedName, shownName } from "./dom.js";
 import { renderText } from "./render.js";
 import { applyReaction, reactionBar } from "./reactions.js";
+import { regroup } from "./grouping.js";
 import { startEdit, confirmDelete } from "./editing.js";
 
 const NEAR_BOTTOM_PX = 80;
@@ -23,11 +24,10 @@ function isOlder(candidate, shown) {
   return (candidate.edited_at || "") < (shown.edited_at || "");
 }
 
+// The time of day in the reader's locale; the day is the separator above (grouping.js),
+// and the full date and time is the element's title.
 function formatTime(iso) {
-  const when = new Date(iso);
-  const sameDay = when.toDateString() === new Date().toDateString();
-  const time = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-  return sameDay ? time : `${when.toLocaleDateString()} ${time}`;
+  return new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 }
 
 export class MessageList {
@@ -43,6 +43,7 @@ export class MessageList {
     this.room = null;
     this.hasOlder = false;
     this.loadingOlder = false;
+    this.batch = false; // while a page is put in: one regroup at its end
     olderButton.addEventListener("click", () => this.loadOlder());
     jumpButton.addEventListener("click", () => this.scrollToBottom());
     scroller.addEventListener("scroll", () => {
@@ -56,22 +57,26 @@ export class MessageList {
     this.room = room;
     this.items.clear();
     this.list.replaceChildren();
+    this.batch = true;
     for (const message of page.messages) this.upsert(message);
+    this.batch = false;
     this.hasOlder = page.has_more;
     this.olderButton.hidden = !this.hasOlder;
     this.markUnread(unread);
+    regroup(this.list);
     this.scrollToBottom();
   }
 
   markUnread(count) {
     this.list.querySelector(".divider")?.remove();
     if (!count) return;
-    const theirs = Array.from(this.list.children).filter((node) => !node.classList.contains("own"));
+    const theirs = Array.from(this.list.querySelectorAll(":scope > li.message:not(.own)"));
     const first = theirs[Math.max(0, theirs.length - count)];
     if (!first) return;
     const divider = element("li", "divider", "New messages");
     divider.setAttribute("role", "separator");
     first.before(divider);
+    regroup(this.list);
   }
 
   nearBottom() {
@@ -225,6 +230,7 @@ export class MessageList {
       else this.list.prepend(item);
     }
     this.items.set(message.id, item);
+    if (!this.batch) regroup(this.list);
     if (stick && !existing) this.scrollToBottom();
     else this.updateJump();
   }
@@ -238,7 +244,10 @@ export class MessageList {
     this.loadingOlder = false;
     if (!result.ok || room !== this.room) return;
     const height = this.scroller.scrollHeight;
+    this.batch = true;
     for (const message of result.data.messages) this.upsert(message);
+    this.batch = false;
+    regroup(this.list);
     this.scroller.scrollTop += this.scroller.scrollHeight - height; // keep the view where it was
     this.hasOlder = result.data.has_more;
     this.olderButton.hidden = !this.hasOlder;
