@@ -223,10 +223,14 @@ async def enter_room(page: Page, room: Room) -> Response:
 
 
 async def send(page: Page, text: str) -> Locator:
-    """Type into the send box and press Enter, as a person does; returns the new item."""
+    """Type into the send box and press Enter, as a person does (on a touch screen, where
+    Enter is a new line, tap Send); returns the new item."""
     box = page.locator("textarea[name=text]")
     await box.fill(text)
-    await box.press("Enter")
+    if await page.evaluate("matchMedia('(hover: none) and (pointer: coarse)').matches"):
+        await page.locator("#send button[type=submit]").tap()
+    else:
+        await box.press("Enter")
     sent = message(page, text)
     await expect(sent).to_have_count(1)
     await expect(box).to_have_value("")

@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
 from django.contrib.auth.models import AbstractUser, User
 from playwright.async_api import Locator, Page, expect
 
 from chat.models import ChatMessage, Room
 
-from .servers import insert_sql, psql
+from .servers import Server, insert_sql, psql
 from .test_browser import (  # fixtures and helpers, not tests
     OpenPage,
     alice,
@@ -420,3 +422,128 @@ async def test_messages_group_by_author_and_days_are_separated(
     await tab_to(page, "li.message.own:last-child button.edit", backwards=True)
     await expect(edit).to_be_focused()
     await expect(actions).to_have_css("opacity", "1")
+
+
+# -- 13.6 the composer --------------------------------------------------------------------------
+
+
+@browser_test
+async def test_the_composer_grows_counts_keeps_drafts_and_edits_the_last_message(
+    open_page: OpenPage, room: Room, alice: AbstractUser
+) -> None:
+    other = await Room.objects.acreate(slug=f"{room.slug}-b", title="Other")
+    page = await open_page(alice)
+    await enter_room(page, room)
+    box = page.locator("textarea[name=text]")
+    height = "el => el.getBoundingClientRect().height"
+
+    one_line = await box.evaluate(height)
+    await box.fill("a\nb\nc\nd")
+    four_lines = await box.evaluate(height)
+    assert four_lines > one_line + 30, (one_line, four_lines)
+    await box.fill("\n".join("x" * 40))
+    capped = await box.evaluate(height)
+    assert four_lines < capped < 300, capped
+    assert await box.evaluate("el => el.scrollHeight > el.clientHeight")  # it scrolls inside
+
+    count = page.locator("#send-count")
+    await box.fill("y" * 3000)
+    await expect(count).to_be_hidden()
+    await box.fill("y" * 3900)
+    await expect(count).to_have_text("100 characters left")
+    await box.fill("y" * 4000)
+    await expect(count).to_have_text("0 characters left")
+
+    # A draft per room survives a reload and a visit elsewhere; sending clears it.
+    await box.fill("half a thought")
+    await page.reload()
+    await expect(box).to_have_value("half a thought")
+    await expect(box).to_have_css("height", f"{one_line}px")
+    await enter_room(page, other)
+    await expect(box).to_have_value("")
+    await enter_room(page, room)
+    await expect(box).to_have_value("half a thought")
+    await box.fill("my last words")
+    await box.press("Enter")
+    await expect(message(page, "my last words")).to_have_count(1)
+    await page.reload()
+    await expect(box).to_have_value("")
+
+    # Up in the empty box edits my last message.
+    await box.focus()
+    await box.press("ArrowUp")
+    editor = page.locator("li.message.editing textarea")
+    await expect(editor).to_be_focused()
+    await expect(editor).to_have_value("my last words")
+    await editor.press("Escape")
+    await expect(editor).to_have_count(0)
+
+
+@browser_test
+async def test_on_a_touch_screen_enter_is_a_new_line_and_the_button_sends(
+    open_page: OpenPage, room: Room, alice: AbstractUser
+) -> None:
+    page = await open_page(alice, phone=True)
+    await enter_room(page, room)
+    box = page.locator("textarea[name=text]")
+    await expect(page.locator("#send-hint")).to_have_text("Enter for a new line; the button sends")
+    await box.press_sequentially("first line")
+    await box.press("Enter")
+    await box.press_sequentially("second line")
+    await expect(box).to_have_value("first line\nsecond line")
+    await page.locator("#send button[type=submit]").tap()
+    await expect(message(page, "first line\nsecond line")).to_have_count(1)
+    await expect(box).to_have_value("")
+    await expect(page.locator("#messages > li.message")).to_have_count(1)
+
+
+# -- 13.7 the connection indicator --------------------------------------------------------------
+
+INDICATOR_SECONDS = 3.0  # the indicator tells a dead stream within this
+
+
+@browser_test
+async def test_the_indicator_follows_a_network_blip(
+    open_page: OpenPage, room: Room, alice: AbstractUser, db_url: str
+) -> None:
+    """Alice's page on the shared /events (SharedWorker), an anonymous one on the room's
+    stream: offline shows at once, and "connected" comes back with the stream itself."""
+    await room.members.aadd(alice.pk)
+    for n, page in enumerate([await open_page(alice), await open_page()]):
+        await enter_room(page, room)
+        connection = page.locator("#connection")
+        await page.context.set_offline(True)
+        await expect(connection).to_have_attribute("data-state", "offline")
+        await page.context.set_offline(False)
+        await expect(connection).to_have_attribute("data-state", "connected")
+        await psql(db_url, insert_sql(room.slug, f"after the blip {n}"))  # and it is live
+        await expect(message(page, f"after the blip {n}")).to_have_count(1)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["stopped", "killed"])
+@browser_test
+async def test_the_indicator_leaves_connected_within_seconds_when_the_server_stops(
+    sig: signal.Signals,
+    open_page: OpenPage,
+    make_server: Callable[..., Server],
+    room: Room,
+    alice: AbstractUser,
+) -> None:
+    await room.members.aadd(alice.pk)
+    srv = await asyncio.to_thread(make_server)
+    pages = [await open_page(alice, base_url=srv.url), await open_page(base_url=srv.url)]
+    for page in pages:
+        await enter_room(page, room)
+    stopped = asyncio.ensure_future(asyncio.to_thread(srv.stop, sig))
+    started = time.monotonic()
+    for page in pages:
+        await expect(page.locator("#connection")).not_to_have_attribute(
+            "data-state", "connected", timeout=INDICATOR_SECONDS * 1000
+        )
+    took = time.monotonic() - started
+    await stopped
+    assert took < INDICATOR_SECONDS, took
+    for page in pages:
+        await expect(page.locator("#connection")).to_have_attribute(
+            "data-state", re.compile("^(reconnecting|offline)$")
+        )

@@ -201,6 +201,8 @@ if (user) {
   if (form) {
     composer = setupComposer(form, {
       room: () => current.slug,
+      me: user.id,
+      onEditLast: () => list.editLast(),
       onSent: (message) => {
         list.upsert(message); // the stream brings it too; the upsert makes that harmless
         list.scrollToBottom();

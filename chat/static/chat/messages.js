@@ -156,6 +156,19 @@ export class MessageList {
     return item;
   }
 
+  // Up-arrow in an empty send box: edit the reader's last message still shown. False when
+  // there is none (the key then does what it always does).
+  editLast() {
+    const own = Array.from(this.items.values())
+      .filter((item) => this.user && item.message.sender_id === this.user.id && this.canChange(item.message))
+      .sort((a, b) => a.message.id - b.message.id);
+    const last = own[own.length - 1];
+    if (!last || last.classList.contains("editing")) return false;
+    last.scrollIntoView({ block: "nearest" });
+    startEdit(this, last);
+    return true;
+  }
+
   bar(message) {
     return reactionBar(this.room, message, this.user?.name || null, (reactions) =>
       this.setReactions(message.id, reactions),
