@@ -77,8 +77,13 @@ export function openRoomStream(slug, cursor, { onEvent, onState }) {
     }
   }
 
+  // Back online: a stream that looks open may be dead, and a backoff would wait for
+  // nothing; open a fresh one from our cursor now ("connected" comes with its open event).
   const online = () => {
-    if (!source || source.readyState === EventSource.CLOSED) connect();
+    source?.close();
+    onState("reconnecting");
+    retryMs = RETRY_MIN_MS;
+    connect();
   };
   const gone = () => onState("offline");
   window.addEventListener("online", online);
