@@ -5,8 +5,11 @@
 #                a quick local loop; CI (CI=true) runs them whatever FAST says
 #   make lint    ruff check + ruff format --check + typecheck         make fmt   apply ruff's fixes
 #   make typecheck  mypy, strict, with django-stubs (pyproject.toml)
-#   make bench   the benchmarks: /me/rooms queries, then fan-out (each: table + one JSON line)
+#   make bench   the benchmarks: /me/rooms queries, search queries, then fan-out (each: a
+#                table + one JSON line)
 #   make bench-workspace   only the /me/rooms one (200 rooms, 1,000,000 messages; ~2 min)
+#   make bench-search      only GET /search's (1,000,000 messages; p50/p95 per query kind,
+#                          index size, writer cost; a few minutes)
 #   make bench-fanout      only /events against per-room streams (1,000 users x 10 rooms)
 #   make bench-writers     only the writers: plain INSERT, bare NOTIFY, pgchat (pgbench)
 #   make bench-presence    presence's database cost at 10,000 streams (statements, rows)
@@ -32,7 +35,8 @@ METRICS_DIR := .pgchat/metrics
 
 export DJANGO_SETTINGS_MODULE := config.settings
 
-.PHONY: run test lint typecheck fmt bench bench-workspace bench-fanout bench-writers bench-presence psql db migrate stop clean venv
+.PHONY: run test lint typecheck fmt bench bench-workspace bench-search bench-fanout bench-writers \
+	bench-presence psql db migrate stop clean venv
 
 venv: $(DEV)
 
@@ -83,6 +87,7 @@ fmt: $(DEV)
 
 bench: migrate $(DEV)
 	$(PY) -m bench.workspace_queries $(WORKSPACE_BENCH_ARGS)
+	$(PY) -m bench.search_queries $(SEARCH_BENCH_ARGS)
 	$(PY) -m bench.workspace_fanout $(FANOUT_BENCH_ARGS)
 	$(PY) -m bench --workers $(WORKERS) $(BENCH_ARGS)
 	$(PY) -m bench.writers $(WRITERS_BENCH_ARGS)
@@ -98,6 +103,9 @@ bench-fanout: migrate $(DEV)
 
 bench-workspace: migrate $(DEV)
 	$(PY) -m bench.workspace_queries $(WORKSPACE_BENCH_ARGS)
+
+bench-search: migrate $(DEV)
+	$(PY) -m bench.search_queries $(SEARCH_BENCH_ARGS)
 
 psql: db
 ifdef DATABASE_URL

@@ -117,8 +117,7 @@ class ConversationFeeds:
             if skip_user is not None and sub.member == skip_user:
                 continue
             sent += 1
-            if not sub.offer_ephemeral(frame):
-                self._rooms.unsubscribe(sub, fell_behind=True)  # it catches up from the log
+            sub.offer_ephemeral(frame)  # best effort: never ends the stream
         for user_sub in self._users.subscriptions(room=room):
             if skip_user is not None and user_sub.user_id == skip_user:
                 continue

@@ -266,10 +266,8 @@ class UserFanOut:
 
     def offer_ephemeral(self, sub: UserSubscription, frame: bytes) -> None:
         """A frame that is not in the log (typing, presence): no token, so it moves no
-        client's Last-Event-ID; a full buffer ends the stream like any batch."""
-        if not sub.offer([frame]):
-            self.unsubscribe_user(sub, fell_behind=True)
-            self._count("slow_drops", 1)
+        client's Last-Event-ID; best effort (UserSubscription.offer_ephemeral)."""
+        sub.offer_ephemeral(frame)
 
     def offer(self, sub: UserSubscription, frames: list[bytes]) -> None:
         """A batch with the stream's token on its last frame; a full buffer ends the stream."""

@@ -1,6 +1,7 @@
 """The log: reading back from the tables what a client or the listener missed.
 
-Upstream:   the MessageChange log and ChatMessage rows written by the trigger (chat/models.py).
+Upstream:   the MessageChange log and ChatMessage rows written by the trigger
+            (chat/models/messages.py).
 Downstream: chat/pages.py (the page), chat/messages_api.py (JSON history), chat/feed.py
             (a stream's replay) and chat/listener.py (what its bells point to; catch-up).
 On failure: a query error ends that request or that listener connection; the database still
@@ -80,6 +81,27 @@ _RECENT_MESSAGES = """
     ORDER BY recent.id
 """
 
+# The message, up to %(older)s before it and up to %(newer)s after it (one more each way, to
+# tell whether there is more), in one snapshot with the cursor.
+_AROUND = """
+    SELECT cur.cursor, near.id, near.message,
+           CASE WHEN near.deleted_at IS NULL
+                THEN chat_message_reactions(near.id, %(shown)s)::text END AS reactions
+    FROM (SELECT coalesce(max(seq), 0) AS cursor
+          FROM chat_messagechange WHERE room_id = %(room)s) AS cur
+    LEFT JOIN LATERAL (
+        (SELECT m.id, m.deleted_at, chat_message_json(m)::text AS message
+         FROM chat_chatmessage m
+         WHERE m.room_id = %(room)s AND m.id <= %(around)s
+         ORDER BY m.id DESC LIMIT %(older)s + 2)
+        UNION ALL
+        (SELECT m.id, m.deleted_at, chat_message_json(m)::text FROM chat_chatmessage m
+         WHERE m.room_id = %(room)s AND m.id > %(around)s
+         ORDER BY m.id LIMIT %(newer)s + 1)
+    ) AS near ON true
+    ORDER BY near.id
+"""
+
 _CURSOR = "SELECT coalesce(max(seq), 0) FROM chat_messagechange WHERE room_id = %s"
 _SOME_MESSAGES = (
     "SELECT m.id, chat_message_json(m)::text FROM chat_chatmessage m WHERE m.id = ANY(%s)"
@@ -133,6 +155,46 @@ async def recent_messages(
     ]
     has_more = len(messages) > limit
     return Page(cursor, messages[1:] if has_more else messages, has_more)
+
+
+class Around(NamedTuple):
+    """Messages around one, oldest first, the room's cursor, and whether there is more."""
+
+    cursor: int
+    rows: list[Any]
+    has_more: bool  # older messages than the first listed
+    has_newer: bool  # newer messages than the last listed
+
+
+async def messages_around(
+    conn: psycopg.AsyncConnection[Any], room: str, around: int, limit: int
+) -> Around | None:
+    """Up to ``limit`` messages of the room with message ``around`` among them (about half
+    before it, the rest after), oldest first; None if the room has no such message."""
+    older = limit // 2
+    newer = limit - 1 - older
+    params = {"room": room, "around": around, "older": older, "newer": newer}
+    params |= {"shown": REACTION_USERS_SHOWN}
+    cur = await conn.execute(_AROUND, params)
+    rows = await cur.fetchall()
+    cursor = int(rows[0][0]) if rows else 0
+    found = [
+        (int(message_id), json.loads(message) | {"reactions": json.loads(reactions or "[]")})
+        for _, message_id, message, reactions in rows
+        if message_id
+    ]
+    at = next((i for i, (message_id, _) in enumerate(found) if message_id == around), None)
+    if at is None:
+        return None
+    before, after = found[:at], found[at + 1 :]
+    shown = before[-older:] if older else []
+    shown += [found[at], *after[:newer]]
+    return Around(
+        cursor,
+        [message for _, message in shown],
+        has_more=len(before) > older,
+        has_newer=len(after) > newer,
+    )
 
 
 async def fetch_message(

@@ -3,7 +3,7 @@
 
 Upstream:   chat/messages_api.py, for a post carrying the header (composer.js sends one per
             message, and the same one when it retries).
-Downstream: ``chat_idempotentpost`` (chat/models.py ``IdempotentPost``), unique per
+Downstream: ``chat_idempotentpost`` (chat/models/idempotency.py ``IdempotentPost``), unique per
             (sender, key), holding the first answer's status and body for
             CHAT_IDEMPOTENCY_SECONDS (24 h).
 On failure: the claim, the message and the stored answer commit in one transaction, so a

@@ -64,6 +64,21 @@ def check_typing(user: AbstractBaseUser | AnonymousUser) -> None:
         )
 
 
+def check_searches(request: HttpRequest) -> None:
+    """Count a search, per user, or per client address when logged out; raises RateLimited
+    over CHAT_RATELIMIT_SEARCHES."""
+    rate = configured("CHAT_RATELIMIT_SEARCHES")
+    user = request.user
+    who = f"user:{user.pk}" if user.is_authenticated else limited_address(request)
+    retry_after = ratelimit.hit(f"searches:{who}", rate)
+    if retry_after is not None:
+        raise ratelimit.RateLimited(
+            f"you are searching too fast (at most {rate.count} searches every {rate.seconds} s);"
+            f" try again {wait_text(retry_after)}",
+            retry_after,
+        )
+
+
 def limit_form_posts(
     scope: str,
     setting: str,

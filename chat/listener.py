@@ -1,6 +1,6 @@
 """Hop 2: one LISTEN connection per process; its bells become reads of the log.
 
-Upstream:   the triggers' doorbells via NOTIFY (chat/models.py, migration 0005): a message
+Upstream:   the triggers' doorbells via NOTIFY (chat/models/, migration 0005): a message
             bell names a room whose log grew; an access bell names what to re-check.
 Downstream: chat/fanout.py (the events read, for every open stream of their room);
             chat/gatekeeper.py (access re-checks, before anything later is published);

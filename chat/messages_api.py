@@ -39,12 +39,21 @@ async def _list_messages(request: HttpRequest, slug: str) -> JsonResponse:
     try:
         after = int_param(request, "after", minimum=0)
         before = int_param(request, "before", minimum=1)
+        around = int_param(request, "around", minimum=1)
         limit = int_param(request, "limit", minimum=1, maximum=HISTORY_LIMIT_MAX)
     except ValueError as exc:
         return error(400, str(exc))
-    if after is not None and before is not None:
-        return error(400, "use either after (a cursor) or before (a message id), not both")
+    if sum(param is not None for param in (after, before, around)) > 1:
+        return error(400, "use one of after (a cursor), before or around (a message id)")
     async with db.connection() as conn:
+        if around is not None:
+            near = await history.messages_around(
+                conn, room.slug, around, limit or HISTORY_LIMIT_DEFAULT
+            )
+            if near is None:
+                return error(404, f"no message {around} in room {slug!r}")
+            body = {"room": room.slug, "cursor": near.cursor, "messages": near.rows}
+            return JsonResponse(body | {"has_more": near.has_more, "has_newer": near.has_newer})
         if after is not None:
             page = await history.changes_after(
                 conn, room.slug, after, limit or history.REPLAY_BATCH

@@ -7,6 +7,8 @@ the history API); the rest are ordinary Django views.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
@@ -20,7 +22,7 @@ from django.views.decorators.http import require_http_methods
 
 from . import db, history, metrics, rooms, stream, user_stream
 from .forms import RoomForm, SignUpForm
-from .jsonapi import dispatch
+from .jsonapi import dispatch, int_param
 from .limits import limit_form_posts
 from .messages_api import HISTORY_LIMIT_DEFAULT
 from .models import Room
@@ -102,18 +104,38 @@ async def room_page(request: HttpRequest, slug: str) -> HttpResponseBase:
             room = await rooms.run_and_release(rooms.readable_room, request.user, slug)
         except rooms.RoomNotFound as exc:  # a page: the styled 404 (chat/error_views.py)
             raise Http404(str(exc)) from None
+        around = _around(request)
         async with db.connection() as conn:
-            page = await history.recent_messages(
-                conn, room.slug, before=None, limit=HISTORY_LIMIT_DEFAULT
+            near = around and await history.messages_around(
+                conn, room.slug, around, HISTORY_LIMIT_DEFAULT
             )
+            if near:  # opened from a search result: that message, with its neighbours
+                page = history.Page(near.cursor, near.rows, near.has_more)
+                opened = {"around": around, "has_newer": near.has_newer}
+            else:  # no such message here (deleted since, a bad link): the room as usual
+                page = await history.recent_messages(
+                    conn, room.slug, before=None, limit=HISTORY_LIMIT_DEFAULT
+                )
+                opened = {"around": None, "has_newer": False}
         # Rendered in the request's thread: the template reads the lazy user, the session
         # and flash messages, all of which may query the database.
-        return await rooms.run_and_release(_render_room, request, room, page)
+        return await rooms.run_and_release(_render_room, request, room, page, opened)
 
     return await dispatch(request, {"GET": show}, slug)
 
 
-def _render_room(request: HttpRequest, room: Room, page: history.Page) -> HttpResponse:
+def _around(request: HttpRequest) -> int | None:
+    """``?around=<id>``, the message a search result opens the room at; None if absent or
+    not an id (a page shows the room rather than an error for a mangled link)."""
+    try:
+        return int_param(request, "around", minimum=1)
+    except ValueError:
+        return None
+
+
+def _render_room(
+    request: HttpRequest, room: Room, page: history.Page, opened: dict[str, Any]
+) -> HttpResponse:
     user = request.user
     name = _room_name(user, room)
     boot = {
@@ -145,8 +167,10 @@ def _render_room(request: HttpRequest, room: Room, page: history.Page) -> HttpRe
             "messages": reverse("room_messages", args=[room.slug]),
             "user_events": user_stream.user_events_url() if user.is_authenticated else None,
             "worker": static("chat/shared-worker.js"),
+            "room": reverse("room", args=[room.slug]),
+            "search": reverse("search"),
         },
-    }
+    } | opened
     return render(request, "chat/room.html", {"room": room, "room_name": name, "boot": boot})
 
 

@@ -4,8 +4,8 @@ Input is a single emoji (``"👍"``, ``"👍🏽"``, ``"🇫🇷"``, ``"👨‍�
 emoji library's fixed list (``":thumbs_up:"``, ``":+1:"``); either is stored as the
 fully-qualified emoji, so ``"❤"`` and ``"❤️"`` count as one. Anything else (text, two
 emoji, a lone skin-tone modifier or joiner) is refused before it reaches the database,
-whose CHECK (chat/models.py, ``REACTION_SQL_PATTERN``) only keeps psql writers to something
-emoji-shaped.
+whose CHECK (chat/models/reactions.py, ``REACTION_SQL_PATTERN``) only keeps psql writers
+to something emoji-shaped.
 
 Why the ``emoji`` package: it carries the Unicode Consortium's emoji list (RGI sequences
 included, with their qualification status) and its short names, kept up to date with each

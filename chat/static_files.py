@@ -1,4 +1,5 @@
-"""Static files (the chat/*.js modules, chat.css, the admin's), served by WhiteNoise as Django middleware.
+"""Static files (the chat/*.js modules, chat.css, the admin's), served by WhiteNoise
+as Django middleware.
 
 Why WhiteNoise: Django's ASGIStaticFilesHandler let a path such as
 ``/static/%2e%2e/%2e%2e/config/settings.py`` reach the file finders, whose

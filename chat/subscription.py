@@ -83,11 +83,13 @@ class Subscription:
 
     def offer_ephemeral(self, frame: Frame) -> bool:
         """Buffer a frame that is not in the log (typing, presence): it moves no cursor.
-        False when the buffer is full."""
-        if self._closed:
+
+        Best effort, so always True: past half the buffer the frame is dropped, never the
+        stream. An open storm (every member of a room arriving at once) makes presence
+        frames by the hundred thousand, and ending streams over them would lose what
+        matters (messages come from the log, presence from GET /presence on load)."""
+        if self._closed or len(self._frames) >= self._limit // 2:
             return True
-        if len(self._frames) >= self._limit:
-            return False
         self._frames.append(frame)
         self._heard = True
         waiter = self._waiter

@@ -70,6 +70,15 @@ class UserSubscription:
         self._wake()
         return True
 
+    def offer_ephemeral(self, frame: bytes) -> None:
+        """A frame not in the log (typing, presence), best effort: dropped past half the
+        buffer, never ending the stream (see Subscription.offer_ephemeral)."""
+        if self._closed or len(self._frames) >= self._limit // 2:
+            return
+        self._frames.append(frame)
+        self._heard = True
+        self._wake()
+
     def heartbeat(self) -> None:
         """As Subscription.heartbeat: a reader that heard nothing since the last tick gets
         an empty batch (and sends a keepalive)."""

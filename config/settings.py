@@ -8,6 +8,7 @@ and ``manage.py`` start that server; here we only read where it listens.
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -238,6 +239,22 @@ CHAT_PRESENCE_EXPIRY_SECONDS = float(os.environ.get("CHAT_PRESENCE_EXPIRY_SECOND
 CHAT_TYPING_THROTTLE_SECONDS = float(os.environ.get("CHAT_TYPING_THROTTLE_SECONDS", "2.5"))
 
 
+# -- Search (README, "Search") --------------------------------------------------------------
+# The text search configuration of the index: "simple" (every language, words as written),
+# or "english", "german", ... (stemming and stop words). Taken by the migration that builds
+# the index; after changing it, run `manage.py search_reindex` (README says what it costs).
+CHAT_SEARCH_CONFIG = os.environ.get("CHAT_SEARCH_CONFIG", "simple").strip()
+if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?", CHAT_SEARCH_CONFIG):
+    raise ImproperlyConfigured(
+        f"CHAT_SEARCH_CONFIG={CHAT_SEARCH_CONFIG!r}: name a text search configuration"
+    )
+# How many of the newest readable messages a search checks row by row before it asks the
+# index (chat/search.py explains; tests set it tiny to exercise the index path).
+CHAT_SEARCH_WINDOW = int(os.environ.get("CHAT_SEARCH_WINDOW", "5000"))
+if CHAT_SEARCH_WINDOW < 1:
+    raise ImproperlyConfigured("CHAT_SEARCH_WINDOW must be 1 or more")
+
+
 # -- Limits every client meets (README, "Limits") -----------------------------------------
 # Counted in PostgreSQL, so they hold across workers and hosts. A rate is "COUNT/SECONDS".
 
@@ -262,6 +279,8 @@ CHAT_RATELIMIT_MESSAGES = _env_rate("CHAT_RATELIMIT_MESSAGES", "20/10")  # per u
 CHAT_RATELIMIT_ROOMS = _env_rate("CHAT_RATELIMIT_ROOMS", "10/3600")  # per user
 CHAT_RATELIMIT_SIGNUPS = _env_rate("CHAT_RATELIMIT_SIGNUPS", "10/3600")  # per address
 CHAT_RATELIMIT_TYPING = _env_rate("CHAT_RATELIMIT_TYPING", "20/10")  # per user, all rooms
+# GET /search: per user, or per address when logged out (a search costs the database CPU).
+CHAT_RATELIMIT_SEARCHES = _env_rate("CHAT_RATELIMIT_SEARCHES", "30/10")
 # An Idempotency-Key's first answer is kept this long (POST /rooms/<slug>/messages).
 CHAT_IDEMPOTENCY_SECONDS = int(os.environ.get("CHAT_IDEMPOTENCY_SECONDS", "86400"))
 

@@ -12,6 +12,7 @@ from chat import (
     operations,
     pages,
     reactions_api,
+    search_api,
     workspace_api,
 )
 
@@ -70,6 +71,7 @@ urlpatterns = [
     path("rooms/<slug:slug>/read", workspace_api.room_read, name="room_read"),
     path("dm/<str:username>", members_api.direct_room, name="direct_room"),
     path("me/rooms", workspace_api.my_rooms, name="my_rooms"),
+    path("search", search_api.search_view, name="search"),
     path("healthz", operations.healthz, name="healthz"),
     path("metrics", operations.metrics_view, name="metrics"),
     path("accounts/signup/", pages.signup, name="signup"),

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import collections
 
+from chat import sse
 from chat.events import ChatEvent
 from chat.fanout import UserFanOut
 from chat.history import Transaction, Window
 from chat.position import Snapshot, decode
-from chat.subscription import Viewer
+from chat.subscription import Subscription, Viewer
 
 
 def event(room: str, seq: int, text: str) -> ChatEvent:
@@ -109,3 +110,30 @@ async def test_rooms_added_and_removed() -> None:
     fanout.unsubscribe_user(sub)
     fanout.unsubscribe_user(sub)  # idempotent
     assert fanout.rooms == []
+
+
+async def test_ephemeral_frames_are_dropped_past_half_the_buffer_never_the_stream() -> None:
+    """An open storm makes presence frames by the hundred thousand (300 users in 10 rooms
+    each: 98,623 of them): they are best effort, so a full buffer of them must not end the
+    stream (it once ended all 300), and a batch of the log still gets through after them."""
+    counts: collections.Counter[str] = collections.Counter()
+    fanout = UserFanOut(8, lambda name, n: counts.update({name: n}))
+    start = Snapshot(10, 10)
+    user_sub = fanout.subscribe_user(Viewer(1, "k"), {"a"}, start)
+    room_sub = Subscription("a", 0, 8)
+    presence = sse.ephemeral("presence.joined", {"room": "a", "user": "ann"})
+    for _ in range(100):
+        fanout.offer_ephemeral(user_sub, presence.data)
+        assert room_sub.offer_ephemeral(presence)
+    window = Window(Snapshot(20, 20), [Transaction(11, 1, [event("a", 1, "kept")])], False)
+    fanout.publish_window(window, start)
+    assert fanout.count == 1
+    assert counts["slow_drops"] == 0
+    frames = await user_sub.next_frames()
+    assert frames is not None
+    assert len(frames) == 4 + 1  # half the buffer of presence, then the message
+    assert "kept" in frames_of(frames)[-1][1]
+    room_frames = await room_sub.next_frames()
+    assert room_frames is not None
+    assert len(room_frames) == 4
+    assert room_sub.offer(sse.Frame(5, b"data: kept\n\n", None))

@@ -1,4 +1,4 @@
-"""The SQL functions behind the notify trigger (chat/models.py, ``chat_message_notify``).
+"""The SQL functions behind the notify trigger (chat/models/messages.py, ``chat_message_notify``).
 
 One place shapes a message as JSON (``chat_message_json``): the live payload and the replay
 from the log (chat/history.py) both call it, so live and replayed events have one format (a

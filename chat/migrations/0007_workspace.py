@@ -42,7 +42,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE {PINNED} AS $$
 $$;
 
 -- Message m was inserted or its text, deleted_at or sender changed: bring its live row and
--- its mentions in line. Called by the trigger chat_message_track (chat/models.py).
+-- its mentions in line. Called by the trigger chat_message_track (chat/models/messages.py).
 CREATE FUNCTION chat_track_message(m chat_chatmessage) RETURNS void
 LANGUAGE plpgsql VOLATILE {PINNED} AS $$
 DECLARE
