@@ -68,7 +68,7 @@ function onRoomEvent(name, data) {
   else if (name === "typing") typing.typed(data);
   else if (name.startsWith("message.")) {
     list.upsert(data);
-    if (name === "message.created" && data.author) typing.stopped(data.author);
+    if (name === "message.created" && data.author) typing.spoke(data.author);
   }
 }
 

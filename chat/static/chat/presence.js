@@ -10,6 +10,9 @@ import { api, roomUrl } from "./api.js";
 import { element, shownName } from "./dom.js";
 
 export const TYPING_SHOWN_MS = 5000; // a name stays this long after its last typing event
+// A typing signal sent as the message was (the last keystroke, then Enter) can arrive after
+// the message itself: one that comes this soon after the person's message is ignored.
+const AFTER_MESSAGE_MS = 1500;
 
 export class Presence {
   // `me`: the reader's name, or null. A signed-in reader's own stream carries the room, so
@@ -65,6 +68,7 @@ export class Typing {
     this.node = node;
     this.room = null;
     this.timers = new Map(); // user -> timeout clearing them
+    this.lastMessage = new Map(); // user -> when their last message arrived
   }
 
   show(room) {
@@ -76,6 +80,7 @@ export class Typing {
 
   typed(data) {
     if (data.room !== this.room) return;
+    if (Date.now() - (this.lastMessage.get(data.user) || 0) < AFTER_MESSAGE_MS) return;
     clearTimeout(this.timers.get(data.user));
     this.timers.set(
       data.user,
@@ -84,7 +89,14 @@ export class Typing {
     this.draw();
   }
 
-  // Their message arrived (or their time ran out): no longer typing.
+  // Their message arrived: no longer typing (and a late signal is not believed).
+  spoke(user) {
+    this.lastMessage.set(user, Date.now());
+    if (this.lastMessage.size > 200) this.lastMessage.delete(this.lastMessage.keys().next().value);
+    this.stopped(user);
+  }
+
+  // Their time ran out, or they spoke.
   stopped(user) {
     if (!this.timers.has(user)) return;
     clearTimeout(this.timers.get(user));
