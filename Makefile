@@ -10,8 +10,12 @@
 #   make bench-workspace   only the /me/rooms one (200 rooms, 1,000,000 messages; ~2 min)
 #   make bench-search      only GET /search's (1,000,000 messages; p50/p95 per query kind,
 #                          index size, writer cost; a few minutes)
+#   make bench-saved-search  live saved searches' matching cost (1,000 open, 10 inserts/s;
+#                          CPU share of the process and of its PostgreSQL backend; ~2 min)
 #   make bench-fanout      only /events against per-room streams (1,000 users x 10 rooms)
 #   make bench-writers     only the writers: plain INSERT, bare NOTIFY, pgchat (pgbench)
+#                The fan-out and writers runs also save their output and PNG plots in
+#                bench/results/ (bench/plots.py, matplotlib: a dev-only dependency)
 #   make bench-presence    presence's database cost at 10,000 streams (statements, rows)
 #   make psql    psql on the project's database       make db    start the database only
 #   make stop    stop the embedded PostgreSQL         make clean remove .venv and .pgchat
@@ -32,10 +36,12 @@ DEV := $(VENV)/.installed-dev
 MYPY := DATABASE_URL="$${DATABASE_URL:-dbname=pgchat-typecheck}" $(VENV)/bin/mypy
 # prometheus_client's multiprocess files, one set per worker, emptied at each `make run`
 METRICS_DIR := .pgchat/metrics
+# make bench's saved output and its pictures (bench/plots.py); not committed
+RESULTS := bench/results
 
 export DJANGO_SETTINGS_MODULE := config.settings
 
-.PHONY: run test lint typecheck fmt bench bench-workspace bench-search bench-fanout bench-writers \
+.PHONY: run test lint typecheck fmt bench bench-workspace bench-search bench-saved-search bench-fanout bench-writers \
 	bench-presence psql db migrate stop clean venv
 
 venv: $(DEV)
@@ -85,15 +91,25 @@ fmt: $(DEV)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# The fan-out's and the writers' output is kept in $(RESULTS) (its last line is the JSON),
+# and bench.plots draws it there as PNGs. bash with pipefail: tee must not hide a failure.
+bench bench-writers: SHELL := /bin/bash
+bench bench-writers: .SHELLFLAGS := -o pipefail -c
+
 bench: migrate $(DEV)
 	$(PY) -m bench.workspace_queries $(WORKSPACE_BENCH_ARGS)
 	$(PY) -m bench.search_queries $(SEARCH_BENCH_ARGS)
 	$(PY) -m bench.workspace_fanout $(FANOUT_BENCH_ARGS)
-	$(PY) -m bench --workers $(WORKERS) $(BENCH_ARGS)
-	$(PY) -m bench.writers $(WRITERS_BENCH_ARGS)
+	mkdir -p $(RESULTS)
+	$(PY) -m bench --workers $(WORKERS) $(BENCH_ARGS) | tee $(RESULTS)/fanout.txt
+	$(PY) -m bench.writers $(WRITERS_BENCH_ARGS) | tee $(RESULTS)/writers.txt
+	$(PY) -m bench.plots --fanout $(RESULTS)/fanout.txt --writers $(RESULTS)/writers.txt \
+		--out $(RESULTS)
 
 bench-writers: migrate $(DEV)
-	$(PY) -m bench.writers $(WRITERS_BENCH_ARGS)
+	mkdir -p $(RESULTS)
+	$(PY) -m bench.writers $(WRITERS_BENCH_ARGS) | tee $(RESULTS)/writers.txt
+	$(PY) -m bench.plots --writers $(RESULTS)/writers.txt --out $(RESULTS)
 
 bench-presence: migrate $(DEV)
 	$(PY) -m bench.presence_cost $(PRESENCE_BENCH_ARGS)
@@ -106,6 +122,9 @@ bench-workspace: migrate $(DEV)
 
 bench-search: migrate $(DEV)
 	$(PY) -m bench.search_queries $(SEARCH_BENCH_ARGS)
+
+bench-saved-search: migrate $(DEV)
+	$(PY) -m bench.saved_search_cost $(SAVED_SEARCH_BENCH_ARGS)
 
 psql: db
 ifdef DATABASE_URL

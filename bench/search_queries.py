@@ -224,7 +224,9 @@ async def measure(
         if explain:
             for kind in KINDS:
                 query = next(q for k, q in chosen if k == kind)
-                params = search.params(search.Search(query, user_id), sorted(readable))
+                wanted = search.Search(query, user_id)
+                walk = (await search.check(conn, wanted)).walk
+                params = search.params(wanted, sorted(readable), walk)
                 cur = await conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + search.FIND, params)
                 plan = "\n".join(row[0] for row in await cur.fetchall())
                 print(f"--- {kind}: {query} ---\n{plan}", file=sys.stderr)

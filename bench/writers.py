@@ -16,6 +16,10 @@ writer count, one transaction per INSERT:
 
 Figures: commits/s, commit latency p50/p99 (pgbench's per-transaction log), and pgchat-64
 as a share of ``notify``. Prints a table, then ONE line of JSON as the last line.
+
+``--listeners 1,8,32`` repeats every cell with that many more listening sessions attached
+(bench/listeners.py: plain ``LISTEN chat`` connections reading every notification, standing
+in for that many app processes): what many hosts' listeners cost the writers.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -75,6 +79,7 @@ SCRIPTS = {
 class Cell:
     variant: str
     writers: int
+    listeners: int = 0  # listening sessions besides the pgchat server's own
     commits_per_s: float | None = None
     p50_ms: float | None = None
     p99_ms: float | None = None
@@ -116,8 +121,35 @@ async def with_subscribers(port: int, count: int) -> list[SSEClient]:
     return list(await asyncio.gather(*(SSEClient.open(HOST, port, p, timeout=30) for p in paths)))
 
 
-async def run_all(scratch: str, args: argparse.Namespace) -> list[Cell]:
+@contextlib.asynccontextmanager
+async def listening(dsn: str, count: int) -> AsyncIterator[list[int]]:
+    """``count`` LISTEN sessions in a process of their own (bench/listeners.py); the list
+    yielded is filled, on the way out, with how many notifications each received."""
+    received: list[int] = []
+    if count == 0:
+        yield received
+        return
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.listeners", dsn, str(count),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    try:
+        ready = await asyncio.wait_for(proc.stdout.readline(), timeout=60)
+        if ready.strip() != b"ready":
+            raise RuntimeError(f"bench.listeners did not start: {ready!r}")
+        yield received
+    finally:
+        proc.stdin.close()
+        out, _ = await proc.communicate()
+    received += json.loads(out.decode().strip().splitlines()[-1])["received"]
+
+
+async def run_all(scratch: str, args: argparse.Namespace) -> tuple[list[Cell], dict[int, int]]:
+    """The cells, and per listener count the fewest notifications one listener received."""
     cells = []
+    fewest: dict[int, int] = {}
     async with ServerProcess("pgchat", scratch) as server:
         clients = await with_subscribers(server.port, args.subscribers)
         drains = [asyncio.create_task(_drain(client)) for client in clients]
@@ -125,18 +157,25 @@ async def run_all(scratch: str, args: argparse.Namespace) -> list[Cell]:
             with tempfile.TemporaryDirectory(prefix="pgchat-writers-") as folder:
                 for writers in args.writers:
                     for variant in args.variants:
-                        run = asyncio.to_thread(
-                            pgbench, scratch, variant, writers, args.seconds, Path(folder)
-                        )
-                        cells.append(await run)
-                        print(row(cells[-1]), flush=True)
+                        # Listener counts innermost: the cells compared are run one after
+                        # another, so a noisy machine's drift falls between rows, not in them.
+                        for listeners in args.listeners:
+                            async with listening(scratch, listeners) as received:
+                                run = asyncio.to_thread(
+                                    pgbench, scratch, variant, writers, args.seconds, Path(folder)
+                                )
+                                cells.append(await run)
+                                cells[-1].listeners = listeners
+                            print(row(cells[-1]), flush=True)
+                            if received and variant.startswith("pgchat"):  # notifies `chat`
+                                fewest[listeners] = min(fewest.get(listeners, 1 << 62), *received)
         finally:
             for client in clients:
                 client.close()
             for task in drains:
                 task.cancel()
             await asyncio.gather(*drains, return_exceptions=True)
-    return cells
+    return cells, fewest
 
 
 async def _drain(client: SSEClient) -> None:
@@ -145,7 +184,9 @@ async def _drain(client: SSEClient) -> None:
         pass
 
 
-HEADER = f"{'variant':<10} {'writers':>7} {'commits/s':>10} {'p50 ms':>7} {'p99 ms':>7}"
+HEADER = (
+    f"{'variant':<10} {'listeners':>9} {'writers':>7} {'commits/s':>10} {'p50 ms':>7} {'p99 ms':>7}"
+)
 
 
 def row(cell: Cell) -> str:
@@ -153,20 +194,31 @@ def row(cell: Cell) -> str:
         return "-" if value is None else format(value, fmt)
 
     return (
-        f"{cell.variant:<10} {cell.writers:>7} {num(cell.commits_per_s, ',.0f'):>10} "
+        f"{cell.variant:<10} {cell.listeners:>9} {cell.writers:>7} "
+        f"{num(cell.commits_per_s, ',.0f'):>10} "
         f"{num(cell.p50_ms, '.2f'):>7} {num(cell.p99_ms, '.2f'):>7}"
         + (f"  ERROR {cell.error}" if cell.error else "")
     )
 
 
 def shares(cells: Sequence[Cell]) -> dict[int, float]:
-    """pgchat-64's commits/s as a share of the bare-NOTIFY floor's, per writer count."""
-    by = {(c.variant, c.writers): c.commits_per_s for c in cells}
+    """pgchat-64's commits/s as a share of the bare-NOTIFY floor's, per writer count (with
+    the first listener count asked for)."""
+    first = cells[0].listeners if cells else 0
+    by = {(c.variant, c.writers): c.commits_per_s for c in cells if c.listeners == first}
     out = {}
     for writers in sorted({c.writers for c in cells}):
         ours, floor = by.get(("pgchat-64", writers)), by.get(("notify", writers))
         if ours and floor:
             out[writers] = ours / floor
+    return out
+
+
+def by_listeners(cells: Sequence[Cell]) -> dict[int, dict[str, dict[int, float | None]]]:
+    """commits/s per listener count, variant and writer count: the listener-count table."""
+    out: dict[int, dict[str, dict[int, float | None]]] = {}
+    for c in cells:
+        out.setdefault(c.listeners, {}).setdefault(c.variant, {})[c.writers] = c.commits_per_s
     return out
 
 
@@ -176,11 +228,17 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--variants", default=",".join(SCRIPTS))
     parser.add_argument("--seconds", type=float, default=8.0, help="per cell")
     parser.add_argument("--subscribers", type=int, default=100)
+    parser.add_argument(
+        "--listeners", default="0", help="extra LISTEN sessions per run, commas (e.g. 1,8,32)"
+    )
     args = parser.parse_args(argv)
     try:
         args.writers = [int(w) for w in args.writers.split(",")]
+        args.listeners = [int(n) for n in args.listeners.split(",")]
     except ValueError:
-        parser.error(f"--writers: whole numbers, commas: {args.writers!r}")
+        parser.error(f"--writers, --listeners: whole numbers, commas: {args.writers!r}")
+    if min(args.listeners) < 0:
+        parser.error("listeners >= 0")
     args.variants = args.variants.split(",")
     if unknown := set(args.variants) - set(SCRIPTS):
         parser.error(f"unknown variants {sorted(unknown)}; known: {', '.join(SCRIPTS)}")
@@ -201,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         password = conninfo_to_dict(scratch).get("password")
         dsn = make_conninfo(scratch, password=password) if password else scratch
         print(HEADER, flush=True)
-        cells = asyncio.run(run_all(dsn, args))
+        cells, fewest = asyncio.run(run_all(dsn, args))
     finally:
         with contextlib.suppress(psycopg.Error):
             drop_scratch(base, scratch)
@@ -215,6 +273,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "subscribers": args.subscribers,
         "median_share": statistics.median(share.values()) if share else None,
         "share_of_notify": share,
+        "listeners": args.listeners,
+        "commits_by_listeners": by_listeners(cells),
+        "fewest_received_by_listeners": fewest,
         "cells": [asdict(c) for c in cells],
     }
     print(json.dumps(summary))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
 
-from . import db, history
+from . import db, history, replica
 from .listener import Listener
 from .sse import EPHEMERAL, Frame, encode
 from .subscription import Subscription, Viewer
@@ -30,8 +30,18 @@ class Feed:
 
     _page: history.Page | None  # the first page of the log, until _replay takes it
 
-    def __init__(self, listener: Listener, sub: Subscription, first: history.Page, since: int):
+    def __init__(
+        self,
+        listener: Listener,
+        sub: Subscription,
+        first: history.Page | None,
+        since: int,
+        fence: replica.Fence | None = None,
+    ):
         self._listener, self._sub, self._page, self.cursor = listener, sub, first, since
+        # Where the primary stood when ``sub`` subscribed: the replica must have replayed
+        # that far before it may answer this feed's replay (chat/replica.py).
+        self._fence = fence
         self._closed = False  # by its consumer: a feed that fell behind must not resubscribe
 
     @classmethod
@@ -43,7 +53,8 @@ class Feed:
         viewer: Viewer = Viewer.ANONYMOUS,
         member: int | None = None,
     ) -> Feed:
-        """Subscribe, then read the first page of the log after ``since``.
+        """Subscribe, then read the first page of the log after ``since`` (with a replica:
+        check the cursor here, and let ``batches`` read the replay from the replica).
 
         ``since=None`` means "from now": the room's current cursor, with nothing to replay.
         ``member``: the signed-in user holding the stream (presence), None if anonymous.
@@ -53,17 +64,24 @@ class Feed:
         try:
             async with db.connection() as conn:
                 if since is None:  # one index probe, not a page of history to discard
+                    # On the primary: "from now" is the primary's now.
                     cursor = await history.current_cursor(conn, room)
                     sub.advance(cursor)
                     return cls(listener, sub, history.Page(cursor, [], False), cursor)
-                first = await history.changes_after(conn, room, since)
+                fence = await replica.fence()  # after subscribing: see chat/replica.py
+                if fence is None:  # no replica: the first page now, on this connection
+                    first = await history.changes_after(conn, room, since)
+                    cursor = first.cursor
+                else:  # the cursor checked here (one index probe); the replay reads the
+                    # replica from ``batches``, after the open has let this connection go:
+                    # waiting for a lagging replica must not hold a primary connection.
+                    first, cursor = None, await history.current_cursor(conn, room)
+            if since > cursor:
+                raise CursorAhead(f"cursor {since} is ahead of room {room!r} (at {cursor})")
         except BaseException:
             listener.unsubscribe(sub)
             raise
-        if since > first.cursor:
-            listener.unsubscribe(sub)
-            raise CursorAhead(f"cursor {since} is ahead of room {room!r} (at {first.cursor})")
-        return cls(listener, sub, first, since)
+        return cls(listener, sub, first, since, fence)
 
     async def batches(self) -> AsyncGenerator[list[Frame] | None, None]:
         """Frames in cursor order, several at a time; None when the listener's heartbeat
@@ -92,6 +110,7 @@ class Feed:
                 self._sub = self._listener.subscribe(
                     self._sub.room, self.cursor, self._sub.viewer, self._sub.member
                 )
+                self._fence = await replica.fence()  # a new subscription, a new fence
         finally:
             self.close()
 
@@ -110,7 +129,7 @@ class Feed:
         self._page = None
         while True:
             if page is None:
-                async with db.connection() as conn:
+                async with replica.reading(self._fence) as conn:
                     page = await history.changes_after(conn, self._sub.room, self.cursor)
             if page.rows:
                 yield [encode(event) for event in page.rows]

@@ -4,7 +4,8 @@ Upstream:   the triggers' doorbells via NOTIFY (chat/models/, migration 0005): a
             bell names a room whose log grew; an access bell names what to re-check.
 Downstream: chat/fanout.py (the events read, for every open stream of their room);
             chat/gatekeeper.py (access re-checks, before anything later is published);
-            chat/user_feeds.py (every bell, for the ``GET /events`` streams, first).
+            chat/user_feeds.py (every bell, for the ``GET /events`` streams, first);
+            chat/search_feeds.py (every bell, for the live saved searches).
 On failure: NOTIFYs sent while the connection is down are gone, so on every (re)connect the
             listener LISTENs first and then reads, in one query, what each room's
             subscribers have not been given yet (chat/history.py), publishes it, and
@@ -38,6 +39,7 @@ from .events import CHANNEL, EPHEMERAL_KINDS, USER_ROOM_KINDS, Bell, InvalidPayl
 from .fanout import FanOut
 from .gatekeeper import Gatekeeper
 from .presence import Presence
+from .search_feeds import SearchFeeds
 from .subscription import Subscription, Viewer
 from .user_feeds import UserFeeds
 
@@ -74,6 +76,7 @@ class Listener:
         )
         self.fanout = FanOut(queue_size, self._count, self.presence)
         self.users = UserFeeds(queue_size, self._count, self.presence)  # GET /events streams
+        self.searches = SearchFeeds(queue_size, self._count)  # GET /search/events streams
         self.conversation = ConversationFeeds(self.fanout, self.users.fanout, self._count)
         self.recheck_seconds = recheck_seconds  # the periodic sweep of every stream's access
         self._gatekeeper = Gatekeeper()
@@ -115,6 +118,7 @@ class Listener:
             logger.warning("listener did not stop within %s s; cancelled", timeout)
         self.fanout.close_all()
         self.users.fanout.close_all()
+        self.searches.close_all()
         await self.presence.stop()  # this worker's users leave every room at once
         logger.info("listener stopped")
 
@@ -128,6 +132,7 @@ class Listener:
             await asyncio.sleep(self.heartbeat_seconds / 2)
             self.fanout.heartbeat()
             self.users.fanout.heartbeat()
+            self.searches.heartbeat()
             self.conversation.forget_unwatched()
             if time.monotonic() - swept >= self.recheck_seconds:
                 swept = time.monotonic()
@@ -207,6 +212,7 @@ class Listener:
             logger.info("caught up %d events", events)
         await self._recheck(conn, self.fanout.subscriptions())
         await self.users.catch_up(conn)
+        await self.searches.catch_up(conn)
         await self.conversation.catch_up(conn)
 
     async def _relay(self, conn: psycopg.AsyncConnection[Any], stopping: asyncio.Event) -> None:
@@ -236,6 +242,7 @@ class Listener:
         streams it concerns before anything later is published."""
         bells = [bell for payload in payloads if (bell := self._parse(payload)) is not None]
         await self.users.on_batch(conn, bells)  # GET /events: chat/user_feeds.py
+        await self.searches.on_batch(conn, bells)  # GET /search/events: chat/search_feeds.py
         rooms: dict[str, None] = {}  # rooms to read, in order of their first bell
         ephemeral: list[Bell] = []  # typing and presence bells since the last message bell
         latest_at: float | None = None
@@ -304,6 +311,7 @@ class Listener:
         async with db.connection() as conn:
             await self._recheck(conn, self.fanout.subscriptions())
             await self.users.catch_up(conn)
+            await self.searches.catch_up(conn)
         self._gatekeeper.forget_sessions_except(
             key for sub in self.fanout.subscriptions() if (key := sub.viewer.session_key)
         )

@@ -20,7 +20,7 @@ from django.db import DataError, IntegrityError, connection
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.utils import timezone
 
-from . import db, history, idempotency, limits, rooms
+from . import db, history, idempotency, limits, replica, rooms
 from .forms import message_text
 from .jsonapi import dispatch, error, int_param, invalid, request_data
 from .models import ChatMessage
@@ -45,7 +45,11 @@ async def _list_messages(request: HttpRequest, slug: str) -> JsonResponse:
         return error(400, str(exc))
     if sum(param is not None for param in (after, before, around)) > 1:
         return error(400, "use one of after (a cursor), before or around (a message id)")
-    async with db.connection() as conn:
+    # "after" asks for every change after a cursor: fenced like a stream's replay. The other
+    # reads show history as of a moment, which a replica a little behind may answer; a
+    # client continues from the cursor it was given (chat/replica.py).
+    fence = await replica.fence() if after is not None else None
+    async with replica.reading(fence, stale_ok=True) as conn:
         if around is not None:
             near = await history.messages_around(
                 conn, room.slug, around, limit or HISTORY_LIMIT_DEFAULT

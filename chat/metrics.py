@@ -37,6 +37,11 @@ USER_STREAMS = Gauge(
     "Open GET /events streams (all of a user's rooms).",
     multiprocess_mode="livesum",
 )
+SAVED_SEARCHES = Gauge(
+    "pgchat_saved_searches",
+    "Open GET /search/events streams (live saved searches).",
+    multiprocess_mode="livesum",
+)
 LISTENERS_CONNECTED = Gauge(
     "pgchat_listener_connected",
     "LISTEN connections that are up and caught up (one per worker process).",
@@ -59,6 +64,13 @@ COUNTERS = {
     "log_reads": Counter(
         "pgchat_log_reads_total", "Reads of the log for a batch of message bells (or catch-up)."
     ),
+    "search_reads": Counter(
+        "pgchat_saved_search_reads_total",
+        "Statements matching a batch's new messages against every open saved search.",
+    ),
+    "search_matches": Counter(
+        "pgchat_saved_search_matches_total", "Matches found for open saved searches."
+    ),
     "invalid_payloads": Counter(
         "pgchat_invalid_payloads_total", "Notifications on the channel that were not bells."
     ),
@@ -74,6 +86,13 @@ COUNTERS = {
     ),
     "presence_reads": Counter(
         "pgchat_presence_reads_total", "Reads of who is online, for presence bells."
+    ),
+    "replica_reads": Counter(
+        "pgchat_replica_reads_total", "Reads answered by the replica (CHAT_READ_DATABASE_URL)."
+    ),
+    "replica_fallbacks": Counter(
+        "pgchat_replica_fallbacks_total",
+        "Reads meant for the replica that went to the primary: behind the fence, or down.",
     ),
 }
 

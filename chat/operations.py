@@ -30,6 +30,7 @@ async def healthz(request: HttpRequest) -> JsonResponse:
         "listener_lag_seconds": listener.last_lag_seconds,  # trigger -> fan-out, last event
         "subscribers": listener.subscriber_count,
         "user_streams": listener.users.fanout.count,  # GET /events
+        "saved_searches": listener.searches.count,  # GET /search/events
         "counters": dict(listener.stats),
         "database": False,
     }

@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_http_methods
 
-from . import db, history, metrics, rooms, stream, user_stream
+from . import history, metrics, replica, rooms, stream, user_stream
 from .forms import RoomForm, SignUpForm
 from .jsonapi import dispatch, int_param
 from .limits import limit_form_posts
@@ -105,7 +105,9 @@ async def room_page(request: HttpRequest, slug: str) -> HttpResponseBase:
         except rooms.RoomNotFound as exc:  # a page: the styled 404 (chat/error_views.py)
             raise Http404(str(exc)) from None
         around = _around(request)
-        async with db.connection() as conn:
+        # History as of a moment, with its cursor: the page's stream replays from that cursor
+        # (fenced), so a replica a little behind shows nothing less in the end.
+        async with replica.reading(stale_ok=True) as conn:
             near = around and await history.messages_around(
                 conn, room.slug, around, HISTORY_LIMIT_DEFAULT
             )

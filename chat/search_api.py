@@ -20,7 +20,7 @@ import re
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 
-from . import db, limits, rooms, search
+from . import limits, replica, rooms, search
 from .jsonapi import dispatch, error, int_param
 from .models import ROOM_SLUG_MAX_LENGTH
 
@@ -46,7 +46,10 @@ async def _search(request: HttpRequest) -> JsonResponse:
         text, viewer, room, before, limit or search.LIMIT_DEFAULT, settings.CHAT_SEARCH_WINDOW
     )
     try:
-        async with db.connection() as conn:
+        # Fenced: the query itself decides which rooms the viewer may read
+        # (chat_room_readable), so a replica behind the primary could still show a room the
+        # viewer was just removed from.
+        async with replica.reading(await replica.fence()) as conn:
             found = await search.find(conn, wanted)
     except search.BadQuery as exc:
         return error(400, str(exc))

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import psycopg
 from asgiref.sync import sync_to_async
@@ -92,7 +92,7 @@ class UserFeeds:
         assert viewer.user_id is not None
         # The connection first: waiting for a busy pool must not hold up the listener.
         async with db.connection() as conn, self._lock:
-            now = await _now(conn)
+            now = await current_snapshot(conn)
             if since is not None and since.whole.xmax > now.xmax:
                 # Not one of this database's tokens (forged, or from before a restore): it
                 # would count transactions not yet begun as delivered.
@@ -155,7 +155,7 @@ class UserFeeds:
 
     async def _read(self, conn: psycopg.AsyncConnection[Any]) -> None:
         if self._position is None:  # registration sets it; kept for safety
-            self._position = await _now(conn)
+            self._position = await current_snapshot(conn)
             return
         self._count("log_reads", 1)
         previous = self._position
@@ -181,27 +181,8 @@ class UserFeeds:
     async def _end_lost_sessions(
         self, conn: psycopg.AsyncConnection[Any], sessions: bool, users: Iterable[int]
     ) -> None:
-        """End the streams whose session is gone (log-out, expiry) or no longer resolves to
-        their user (deactivated, password changed: Django's own rules)."""
-        subs = self.fanout.subscriptions()
-        if sessions and subs:
-            keys = sorted({key for sub in subs if (key := sub.viewer.session_key)})
-            cur = await conn.execute(_LIVE_SESSIONS, (keys,))
-            live = {key for (key,) in await cur.fetchall()}
-            for sub in subs:
-                if sub.viewer.session_key not in live:
-                    self._end(sub, "its session ended")
-        users = set(users)
-        if not users:
-            return
-        subs = [sub for sub in self.fanout.subscriptions() if sub.user_id in users]
-        keys = sorted({key for sub in subs if (key := sub.viewer.session_key)})
-        if not keys:
-            return
-        resolved = await sync_to_async(rooms.session_users)(keys)
-        for sub in subs:
-            if resolved.get(sub.viewer.session_key or "") != sub.user_id:
-                self._end(sub, "its user may no longer sign in with that session")
+        for sub in await signed_out(conn, self.fanout.subscriptions(), sessions, users):
+            self._end(sub, "its session ended, or no longer resolves to its user")
 
     async def _send_reads(
         self, conn: psycopg.AsyncConnection[Any], reads: list[tuple[int, str]]
@@ -225,7 +206,38 @@ class UserFeeds:
         logger.info("ended a /events stream of user %s: %s", sub.user_id, why)
 
 
-async def _now(conn: psycopg.AsyncConnection[Any]) -> Snapshot:
+class Viewed(Protocol):
+    """A stream opened by a viewer (a user stream, a saved search)."""
+
+    @property
+    def viewer(self) -> Viewer: ...
+
+
+S = TypeVar("S", bound=Viewed)
+
+
+async def signed_out(
+    conn: psycopg.AsyncConnection[Any], subs: list[S], sessions: bool, users: Iterable[int]
+) -> list[S]:
+    """Of these streams (each with a ``viewer``), those whose session is gone (log-out,
+    expiry: checked when ``sessions``) or, for a stream of one of ``users``, no longer
+    resolves to its user (deactivated, password changed: Django's own rules). Streams
+    opened without a session (anonymous) have nothing to lose."""
+    signed = [(key, sub) for sub in subs if (key := sub.viewer.session_key) is not None]
+    lost: dict[S, None] = {}
+    if sessions and signed:
+        cur = await conn.execute(_LIVE_SESSIONS, (sorted({key for key, _ in signed}),))
+        live = {key for (key,) in await cur.fetchall()}
+        lost.update((sub, None) for key, sub in signed if key not in live)
+    wanted = set(users)
+    mine = [(k, sub) for k, sub in signed if sub.viewer.user_id in wanted and sub not in lost]
+    if mine:
+        resolved = await sync_to_async(rooms.session_users)(sorted({k for k, _ in mine}))
+        lost.update((sub, None) for k, sub in mine if resolved.get(k) != sub.viewer.user_id)
+    return list(lost)
+
+
+async def current_snapshot(conn: psycopg.AsyncConnection[Any]) -> Snapshot:
     cur = await conn.execute(_NOW)
     row = await cur.fetchone()
     assert row is not None

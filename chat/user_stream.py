@@ -8,35 +8,34 @@ On failure: a stream that ends (log-out, server stopping, database gone, buffer 
             (chat/position.py), and the replay fills the gap, each transaction whole.
 
 Served beside Django like chat/stream.py (config/asgi.py ``ROUTES``), with the same
-plumbing (chat/asgi_http.py). The token goes on the last frame of each batch only, so a
+plumbing (chat/asgi_http.py); the replay-then-live loop is chat/token_stream.py's, shared with
+``GET /search/events``. The token goes on the last frame of each batch only, so a
 client that resumes never splits a transaction: it gets what comes after, none of it twice.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from typing import Any
 
+import psycopg
 from django.contrib import auth
 from django.http import HttpRequest
 from django.urls import get_script_prefix
 
-from . import asgi_http, db, history, position, rooms, sse
+from . import asgi_http, history, position, replica, rooms, sse, token_stream
 from .asgi_http import (
     DATABASE_DOWN,
-    END,
-    STREAM_HEADERS,
     Receive,
     Refused,
     Scope,
     Send,
     checked_request,
-    close_on_disconnect,
     last_event_id,
     send_error,
 )
 from .listener import get_listener
-from .position import Position, Snapshot
+from .position import Snapshot
 from .subscription import Viewer
 from .user_feeds import SignedOut, TokenAhead
 from .user_subscription import UserSubscription
@@ -62,6 +61,8 @@ async def user_events(scope: Scope, receive: Receive, send: Send) -> None:
                 raise Refused(403, "sign in to open /events")
             viewer = Viewer(user_id, asgi_http.session_key(request))
             sub, target = await get_listener().users.register(viewer, since)
+            # After the target snapshot was taken: the replica must hold all it shows.
+            fence = await replica.fence() if since is not None else None
         except TokenAhead as exc:
             raise Refused(400, str(exc)) from None
         except SignedOut as exc:
@@ -74,7 +75,10 @@ async def user_events(scope: Scope, receive: Receive, send: Send) -> None:
     except Refused as refusal:
         await send_error(send, refusal)
         return
-    await _stream(sub, since, target, receive, send)
+    users = get_listener().users
+    await token_stream.serve(
+        sub, since, target, fence, _read_page(sub), lambda: users.unregister(sub), receive, send
+    )
 
 
 def _signed_in(request: HttpRequest) -> int | None:
@@ -82,77 +86,27 @@ def _signed_in(request: HttpRequest) -> int | None:
     return rooms.viewer_id(auth.get_user(request))
 
 
-async def _stream(
-    sub: UserSubscription, since: Position | None, target: Snapshot, receive: Receive, send: Send
-) -> None:
-    client_left = asyncio.create_task(close_on_disconnect(receive, sub))
-    try:
-        await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
-        await _write(send, sse.RETRY)
-        try:
-            await _replay(sub, since, target, send)
-            sent = ""  # the token the client has from an idle block
-            while (frames := await sub.next_frames()) is not None:
-                if frames:
-                    await _write(send, b"".join(frames))
-                    continue
-                # Idle, everything offered written: move the client's position along with
-                # the listener's, so a resume after a quiet hour reads an hour less log.
-                token = sub.token
-                await _write(
-                    send, sse.KEEPALIVE + (sse.position_only(token) if token != sent else b"")
-                )
-                sent = token
-        except DATABASE_DOWN as exc:  # a replay page could not be read
-            logger.warning("a /events stream ended: database unavailable: %r", exc)
-        if not client_left.done():
-            await send(END)
-    finally:
-        client_left.cancel()
-        get_listener().users.unregister(sub)
+def _read_page(sub: UserSubscription) -> token_stream.ReadPage:
+    """A replay page of ``GET /events``: whole transactions of the user's rooms."""
 
+    async def read(
+        conn: psycopg.AsyncConnection[Any], done: Snapshot, upto: Snapshot, after: int
+    ) -> token_stream.Page:
+        window = await history.changes_since(
+            conn,
+            done,
+            sorted(sub.rooms),
+            target=upto,
+            after=after,
+            limit=history.REPLAY_TRANSACTIONS,
+        )
+        frames = [
+            sse.encode_untagged(event.name, event.message)
+            for txn in window.transactions
+            for event in txn.events
+        ]
+        if window.transactions:
+            after = window.transactions[-1].top
+        return token_stream.Page(frames, after, window.has_more)
 
-async def _replay(
-    sub: UserSubscription, since: Position | None, target: Snapshot, send: Send
-) -> None:
-    """What ``since`` has not seen up to ``target`` (where live batches begin), in pages of
-    whole transactions, each page's last frame carrying a token a resume continues from."""
-    if since is None:
-        await _write(send, sse.position_only(Position(target).encode()))
-        return
-    phases = []
-    if since.target is not None:  # a replay cut short: first its rest
-        phases.append((since.done, since.target, since.after))
-    phases.append((since.whole, target, 0))
-    for done, upto, after in phases:
-        while not sub.closed:
-            async with db.connection() as conn:
-                window = await history.changes_since(
-                    conn,
-                    done,
-                    sorted(sub.rooms),
-                    target=upto,
-                    after=after,
-                    limit=history.REPLAY_TRANSACTIONS,
-                )
-            frames = [
-                sse.encode_untagged(event.name, event.message)
-                for txn in window.transactions
-                for event in txn.events
-            ]
-            if window.transactions:
-                after = window.transactions[-1].top
-            token = (
-                Position(done, upto, after) if window.has_more else Position(done.union(upto))
-            ).encode()
-            if frames:
-                frames[-1] = sse.tag(frames[-1], token)
-                await _write(send, b"".join(frames))
-            else:
-                await _write(send, sse.position_only(token))
-            if not window.has_more:
-                break
-
-
-async def _write(send: Send, body: bytes) -> None:
-    await send({"type": "http.response.body", "body": body, "more_body": True})
+    return read

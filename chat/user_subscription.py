@@ -21,21 +21,19 @@ from .position import Snapshot, token_of
 from .subscription import Viewer
 
 
-class UserSubscription:
-    """A user stream's rooms and bounded buffer of frames; touched only from the event loop."""
+class TokenBuffer:
+    """A bounded buffer of frames for a stream resumed by snapshot token (``GET /events``,
+    ``GET /search/events``): what was given (``delivered``), the frames, the reader's
+    wake-up. Touched only from the event loop."""
 
     __slots__ = (
         "_closed", "_frames", "_heard", "_idle", "_limit", "_waiter", "delivered",
-        "fell_behind", "rooms", "viewer",
+        "fell_behind",
     )  # fmt: skip
 
-    def __init__(self, viewer: Viewer, rooms: set[str], delivered: Snapshot, limit: int) -> None:
+    def __init__(self, delivered: Snapshot, limit: int) -> None:
         if limit < 1:
             raise ValueError(f"subscriber buffer limit must be at least 1, got {limit}")
-        if viewer.user_id is None:
-            raise ValueError("a user stream needs a user")
-        self.viewer = viewer
-        self.rooms = set(rooms)  # the rooms it carries now (joined and readable)
         self.delivered = delivered
         self._frames: list[bytes] = []
         self._limit = limit
@@ -44,11 +42,6 @@ class UserSubscription:
         self._heard = False
         self._idle = False
         self.fell_behind = False
-
-    @property
-    def user_id(self) -> int:
-        assert self.viewer.user_id is not None  # checked in __init__
-        return self.viewer.user_id
 
     @property
     def token(self) -> str:
@@ -115,3 +108,21 @@ class UserSubscription:
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+
+
+class UserSubscription(TokenBuffer):
+    """A user stream's rooms and bounded buffer of frames; touched only from the event loop."""
+
+    __slots__ = ("rooms", "viewer")
+
+    def __init__(self, viewer: Viewer, rooms: set[str], delivered: Snapshot, limit: int) -> None:
+        if viewer.user_id is None:
+            raise ValueError("a user stream needs a user")
+        super().__init__(delivered, limit)
+        self.viewer = viewer
+        self.rooms = set(rooms)  # the rooms it carries now (joined and readable)
+
+    @property
+    def user_id(self) -> int:
+        assert self.viewer.user_id is not None  # checked in __init__
+        return self.viewer.user_id

@@ -24,7 +24,15 @@ _django = get_asgi_application()
 
 from django.conf import settings  # noqa: E402
 
-from chat import db, heap, metrics, shutdown_noise, stream, user_stream  # noqa: E402
+from chat import (  # noqa: E402
+    db,
+    heap,
+    metrics,
+    search_stream,
+    shutdown_noise,
+    stream,
+    user_stream,
+)
 from chat.body_limit import BodyLimit  # noqa: E402
 from chat.listener import get_listener  # noqa: E402
 
@@ -43,6 +51,7 @@ STARTUP_WAIT_SECONDS = 10.0  # serve only once LISTEN is up, unless the database
 ROUTES: list[tuple[re.Pattern[str], Endpoint]] = [
     (re.compile(r"/rooms/(?P<slug>[-a-zA-Z0-9_]+)/events"), stream.room_events),
     (re.compile(r"/events"), user_stream.user_events),
+    (re.compile(r"/search/events"), search_stream.search_events),
 ]
 
 

@@ -152,6 +152,13 @@ if CHAT_PGBOUNCER == "transaction" and CHAT_LISTEN_DATABASE_URL == DATABASE_URL:
         "(PostgreSQL directly, or a session-mode pool)"
     )
 
+# A streaming replica for history, replay and search reads (chat/replica.py); writes,
+# LISTEN and access checks stay on DATABASE_URL. A replay waits up to
+# CHAT_READ_FENCE_SECONDS for the replica to reach the primary's position, then reads the
+# primary.
+CHAT_READ_DATABASE_URL = os.environ.get("CHAT_READ_DATABASE_URL", "")
+CHAT_READ_FENCE_SECONDS = float(os.environ.get("CHAT_READ_FENCE_SECONDS", "0.5"))
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",

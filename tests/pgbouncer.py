@@ -142,6 +142,11 @@ class PgBouncer:
             "default_pool_size = 20\n"
             # Server connections left idle close soon, so a stopped app leaves none behind.
             "server_idle_timeout = 5\n"
+            # After a failed login to PostgreSQL (one that hit it while it shut down),
+            # PgBouncer waits this long before trying again, answering "server login has
+            # been failing" meanwhile: 15 s by default, a 503 for the first request after a
+            # restart (1 of 3 runs). docs/deploy/pgbouncer.ini sets the same.
+            "server_login_retry = 1\n"
         )
         os.chmod(self.folder / "userlist.txt", 0o600)
         if ownership.is_root():

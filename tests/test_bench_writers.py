@@ -23,3 +23,21 @@ def test_the_writers_bench_runs_every_variant(db_url: str) -> None:
         assert cell["commits_per_s"] > 0
         assert 0 < cell["p50_ms"] <= cell["p99_ms"]
     assert set(summary["share_of_notify"]) == {"1", "2"}
+
+
+@pytest.mark.slow
+def test_the_writers_bench_runs_with_listening_sessions(db_url: str) -> None:
+    """``--listeners``: every cell again with that many plain LISTEN sessions attached, each
+    of which receives the writers' notifications (issue 15.4's listener-count table)."""
+    summary = run_bench(
+        db_url,
+        "bench.writers",
+        *("--writers", "2", "--seconds", "1", "--subscribers", "2"),
+        *("--variants", "notify,pgchat-64", "--listeners", "0,3"),
+    )
+    cells = {(c["variant"], c["listeners"]): c for c in summary["cells"]}
+    assert set(cells) == {(v, n) for v in ("notify", "pgchat-64") for n in (0, 3)}
+    assert all(c["error"] is None and c["commits_per_s"] > 0 for c in cells.values())
+    assert set(summary["commits_by_listeners"]) == {"0", "3"}
+    # Each of the 3 sessions heard pgchat's commits (the trigger notifies channel chat).
+    assert summary["fewest_received_by_listeners"]["3"] > 0

@@ -192,3 +192,63 @@ def test_suite_runs_on_a_test_database_never_the_real_one() -> None:
 
 def test_lobby_exists_after_migrate() -> None:
     assert Room.objects.filter(slug="lobby").exists()
+
+
+def test_an_insert_runs_one_trigger_and_the_bell_is_inlined(room: Room) -> None:
+    """Migration 0014's cheaper INSERT stays cheap: one trigger of ours (the foreign keys'
+    checks are PostgreSQL's), a bell function the planner can inline (no SET clause), and
+    chat_record_change still bounds its wait for the room's lock."""
+    [(plan,)] = sql(
+        "EXPLAIN (ANALYZE, FORMAT JSON) INSERT INTO chat_chatmessage (room_id, author, text) "
+        "VALUES (%s, 'ada', 'hi @nobody')",
+        room.slug,
+    )
+    ours = [t["Trigger Name"] for t in plan[0]["Triggers"] if t["Trigger Name"].startswith("pg")]
+    assert ours == ["pgtrigger_chat_message_notify_4bb22"]
+    configs = dict(
+        sql(
+            "SELECT proname, coalesce(proconfig, '{}') FROM pg_proc "
+            "WHERE proname IN ('chat_message_bell', 'chat_record_change')"
+        )
+    )
+    assert configs["chat_message_bell"] == []
+    assert "lock_timeout=5s" in configs["chat_record_change"]
+
+
+def test_an_insert_tracks_live_rows_and_mentions_like_an_edit_would(room: Room) -> None:
+    """The INSERT path writes what chat_track_message writes: a live row at the creating
+    cursor, mentions only of others and only when not deleted; a row inserted already
+    deleted is logged and rung but neither live nor mentioning."""
+    sql(
+        "INSERT INTO auth_user (username, password, is_superuser, first_name, last_name, "
+        "email, is_staff, is_active, date_joined) "
+        "VALUES ('zed', '!', false, '', '', '', false, true, now()), "
+        "('yan', '!', false, '', '', '', false, true, now())"
+    )
+    [(zed,)], [(yan,)] = (
+        sql("SELECT id FROM auth_user WHERE username = 'zed'"),
+        sql("SELECT id FROM auth_user WHERE username = 'yan'"),
+    )
+    [(shown, ghost)] = sql(
+        "WITH a AS (INSERT INTO chat_chatmessage (room_id, author, sender_id, text) "
+        "VALUES (%s, 'yan', %s, '@zed and @yan.') RETURNING id), "
+        "b AS (INSERT INTO chat_chatmessage (room_id, author, text, deleted_at) "
+        "VALUES (%s, 'ada', '@zed gone', now()) RETURNING id) "
+        "SELECT a.id, b.id FROM a, b",
+        room.slug, yan, room.slug,
+    )  # fmt: skip
+    changes = sql(
+        "SELECT message_id, seq FROM chat_messagechange WHERE op = 'created' "
+        "AND message_id IN (%s, %s)",
+        shown, ghost,
+    )  # fmt: skip
+    created = dict(changes)
+    assert set(created) == {shown, ghost}  # both logged
+    live = sql(
+        "SELECT message_id, seq, sender_id FROM chat_livemessage WHERE room_id = %s", room.slug
+    )
+    assert live == [(shown, created[shown], yan)]
+    mentions = sql(
+        "SELECT message_id, user_id, seq FROM chat_mention WHERE room_id = %s", room.slug
+    )
+    assert mentions == [(shown, zed, created[shown])]  # not the sender, not the deleted one

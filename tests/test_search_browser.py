@@ -120,3 +120,23 @@ async def test_the_shortcut_leaves_typing_alone(
     await page.locator("#search-q").fill("x")
     await page.locator("#search-q").press("Escape")
     await expect(page.locator("#search-results")).to_be_hidden()
+
+
+@browser_test
+async def test_the_sidebar_box_searches_too(
+    open_page: OpenPage,
+    alice: AbstractUser,
+    word: str,
+    rooms_with_the_word: tuple[Room, Room, Room, int],
+) -> None:
+    _deep, other, _secret, found_id = rooms_with_the_word
+    page = await open_page(alice)
+    await enter_room(page, other)
+    side = page.locator("#sidebar #sidebar-search-q")
+    await expect(side).to_be_visible()
+    await side.fill(word)
+    await side.press("Enter")
+    panel = page.locator("#search-results")
+    await expect(panel.locator(".search-room")).to_have_count(2)  # not the private room's
+    await expect(panel.locator(f'a[data-id="{found_id}"]')).to_have_count(1)
+    await expect(page.locator("#search-q")).to_have_value(word)  # one search, one panel

@@ -4,7 +4,7 @@ Upstream:   any writer: the web UI, the Django admin, psql, a batch job.
 Downstream: ``pg_notify('chat', ...)`` read by chat/listener.py; the MessageChange log read
             by chat/history.py.
 On failure: a trigger error aborts the writer's statement, so the trigger only calls small
-            SQL functions (migrations 0002, 0004, 0005) that cannot fail on valid rows.
+            SQL functions (migrations 0002, 0004, 0005, 0014) that cannot fail on valid rows.
 
 A notification is a doorbell, not the message: ``{"kind": "message", "room", "seq", "at"}``.
 The listener reads what changed from the log, so a forged NOTIFY (any role that can connect

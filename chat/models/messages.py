@@ -17,7 +17,11 @@ REACTION_MAX_LENGTH = 16  # code points; the longest RGI emoji sequence has 10
 class ChatMessage(models.Model):
     """A message. Every column but room, author and text has a database default."""
 
-    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="messages")
+    # No index of its own (migration 0014): chat_message_room_recent (room_id, id) serves
+    # every lookup by room, and each index is one more write per message.
+    room = models.ForeignKey(
+        Room, on_delete=models.CASCADE, related_name="messages", db_index=False
+    )
     author = models.CharField(max_length=150)  # not `user`: a reserved word in SQL
     # The account that posted it, which may edit it; rows written from psql have none.
     sender = models.ForeignKey(
@@ -72,10 +76,29 @@ class ChatMessage(models.Model):
                 # Names are schema-qualified: the trigger runs with the writer's search_path,
                 # and a psql session without `public` in it must still be able to write.
                 declare=[("m", "public.chat_chatmessage"), ("op", "text"), ("seq", "bigint")],
+                # An INSERT, the writers' hot path, is done here in one trigger (migration
+                # 0014): log, bell, then the live row and mentions at the cursor just taken,
+                # as chat_track_message would (a new id has neither yet, so nothing to read
+                # or delete first). No row copy, no second trigger. Edits and deletes keep
+                # the general path below and chat_message_track.
                 func="""
+                    IF TG_OP = 'INSERT' THEN
+                        seq := public.chat_record_change(NEW.room_id, NEW.id, 'created');
+                        PERFORM pg_notify('chat', public.chat_message_bell(NEW.room_id, seq));
+                        IF NEW.deleted_at IS NULL THEN
+                            INSERT INTO public.chat_livemessage
+                                (message_id, room_id, seq, sender_id)
+                            VALUES (NEW.id, NEW.room_id, seq, NEW.sender_id)
+                            ON CONFLICT (message_id) DO UPDATE SET sender_id = NEW.sender_id;
+                            IF strpos(NEW.text, '@') > 0 THEN
+                                PERFORM public.chat_track_mentions(NEW.id, NEW.room_id, seq,
+                                                                   NEW.sender_id, NEW.text);
+                            END IF;
+                        END IF;
+                        RETURN NULL;
+                    END IF;
                     IF TG_OP = 'DELETE' THEN  -- hard: announced like a soft delete, text hidden
                         m := OLD; m.deleted_at := coalesce(OLD.deleted_at, now()); op := 'deleted';
-                    ELSIF TG_OP = 'INSERT' THEN m := NEW; op := 'created';
                     ELSIF OLD IS NOT DISTINCT FROM NEW THEN RETURN NULL;  -- a no-op UPDATE
                     ELSIF NEW.deleted_at IS NOT NULL THEN m := NEW; op := 'deleted';
                     ELSE m := NEW; op := 'updated';
@@ -90,14 +113,15 @@ class ChatMessage(models.Model):
                 # message. The name matters: PostgreSQL fires one event's triggers in name
                 # order, and a new message's creating change, which chat_message_notify logs,
                 # must be there to read ("track" sorts after "notify"; tests check the cursor).
+                # An INSERT is tracked by chat_message_notify itself (migration 0014).
                 name="chat_message_track",
                 when=pgtrigger.After,
-                operation=pgtrigger.Insert | pgtrigger.Update | pgtrigger.Delete,
+                operation=pgtrigger.Update | pgtrigger.Delete,
                 func="""
                     IF TG_OP = 'DELETE' THEN
                         DELETE FROM public.chat_mention WHERE message_id = OLD.id;
                         DELETE FROM public.chat_livemessage WHERE message_id = OLD.id;
-                    ELSIF TG_OP = 'INSERT' OR OLD.text IS DISTINCT FROM NEW.text
+                    ELSIF OLD.text IS DISTINCT FROM NEW.text
                           OR OLD.deleted_at IS DISTINCT FROM NEW.deleted_at
                           OR OLD.sender_id IS DISTINCT FROM NEW.sender_id THEN
                         PERFORM public.chat_track_message(NEW);
@@ -125,8 +149,9 @@ class MessageChange(models.Model):
         REACTED = "reacted"  # a reaction added (chat_reaction, migration 0011)
         UNREACTED = "unreacted"  # ... and taken back
 
+    # No index of its own (migration 0014): chat_change_room_seq (room_id, seq) serves it.
     room = models.ForeignKey(
-        Room, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+        Room, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+", db_index=False
     )
     seq = models.BigIntegerField()
     message_id = models.BigIntegerField()

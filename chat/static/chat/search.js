@@ -1,4 +1,5 @@
-// Search in the room page's header, and a room opened at a search result. A classic script
+// Search in the room page's header (and the same box at the top of the sidebar), and a room
+// opened at a search result. A classic script
 // beside the page's modules (app.js), run after them (deferred, in document order).
 //
 // Upstream:   GET /search (chat/search_api.py); the page's boot JSON (chat/pages.py): the
@@ -150,6 +151,34 @@
       input.blur();
     }
   });
+  // -- the same search from the sidebar, when the page has one -----------------------------
+  // A second box at the top of #sidebar (sidebar.js redraws only its lists, not this form):
+  // Enter runs the search with its words, and the results open under the header's box.
+
+  const sidebar = document.getElementById("sidebar");
+  if (sidebar) {
+    const side = element("form", "search search-side");
+    side.setAttribute("role", "search");
+    const sideLabel = element("label", "visually-hidden", "Search messages");
+    sideLabel.htmlFor = "sidebar-search-q";
+    const sideInput = element("input");
+    sideInput.id = "sidebar-search-q";
+    sideInput.type = "search";
+    sideInput.name = "q";
+    sideInput.maxLength = 256;
+    sideInput.placeholder = "Search messages";
+    sideInput.autocomplete = "off";
+    sideInput.setAttribute("aria-controls", "search-results");
+    side.append(sideLabel, sideInput);
+    sidebar.prepend(side);
+    side.addEventListener("submit", (event) => {
+      event.preventDefault();
+      if (!sideInput.value.trim()) return;
+      input.value = sideInput.value;
+      search();
+    });
+  }
+
   document.addEventListener("keydown", (event) => {
     if (event.key !== "/" || event.ctrlKey || event.metaKey || event.altKey) return;
     const target = event.target;

@@ -142,8 +142,13 @@ export class Sidebar {
   async join(slug) {
     const result = await api("POST", roomUrl(slug, "join"));
     if (result.ok) {
-      await this.load();
-      this.onOpen(slug);
+      // Joined: open the room whatever the list's refresh does (a slow or failed
+      // /me/rooms must not leave the user on the old room; the stream refreshes it later).
+      try {
+        await this.load();
+      } finally {
+        this.onOpen(slug);
+      }
     }
     return result;
   }
