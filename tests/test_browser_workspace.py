@@ -314,7 +314,7 @@ async def test_notifications_are_asked_for_by_a_button_and_raised_for_mentions_w
         insert_sql(beta.slug, f"@{alice.username} look at this", author="bea"),
     )
     await expect(page.locator(f"#sidebar li[data-room='{beta.slug}'] .mentions")).to_have_text("@1")
-    await page.wait_for_function("window.__notifications.length > 0")
+    await page.wait_for_function("() => window.__notifications.length > 0")
     assert await page.evaluate("window.__notifications") == [
         {"title": "bea in Beta", "body": f"@{alice.username} look at this"}
     ]
@@ -504,7 +504,7 @@ async def test_a_dm_notifies_when_hidden_and_a_hidden_tab_does_not_read(
         await expect(page.locator(f"#my-dms li[data-room='{dm}']")).to_have_text(bob.username)
         posted = await person.request("POST", f"/rooms/{dm}/messages", json={"text": "psst"})
         assert posted.status_code == 201, posted.text
-    await page.wait_for_function("window.__notifications.length > 0")
+    await page.wait_for_function("() => window.__notifications.length > 0")
     assert await page.evaluate("window.__notifications") == [
         {"title": bob.username, "body": "psst"}
     ]

@@ -16,6 +16,7 @@ import { connectShared } from "./connection.js";
 import { MembersPanel } from "./members.js";
 import { MessageList } from "./messages.js";
 import { Notifier } from "./notify.js";
+import { Presence, Typing } from "./presence.js";
 import { ReadState } from "./readstate.js";
 import { openRoomStream } from "./room-stream.js";
 import { Sidebar, roomName } from "./sidebar.js";
@@ -56,12 +57,29 @@ const list = new MessageList({
   onDirect: user ? (name) => openDirect(name) : null,
 });
 list.reset(current.slug, { messages: boot.messages, has_more: boot.has_more });
+const presence = new Presence($("presence"), user?.name || null);
+const typing = new Typing($("typing"));
+typing.show(current.slug);
+
+// An event of the room on screen, whichever stream brought it.
+function onRoomEvent(name, data) {
+  if (name.startsWith("reaction.")) list.react(name, data);
+  else if (name.startsWith("presence.")) presence.apply(name, data);
+  else if (name === "typing") typing.typed(data);
+  else if (name.startsWith("message.")) {
+    list.upsert(data);
+    if (name === "message.created" && data.author) typing.spoke(data.author);
+  }
+}
 
 function showPreview() {
   preview?.close();
   preview = openRoomStream(current.slug, current.cursor, {
-    onEvent: (name, data) => list.upsert(data),
-    onState: setConnection,
+    onEvent: onRoomEvent,
+    onState: (state, text) => {
+      setConnection(state, text);
+      if (state === "connected") presence.load(current.slug); // never replayed: ask
+    },
   });
 }
 
@@ -78,7 +96,7 @@ async function fill() {
   for (let page = 0; page < FILL_PAGES_MAX; page += 1) {
     const result = await api("GET", `${roomUrl(slug, "messages")}?after=${current.cursor}&limit=${FILL_PAGE}`);
     if (!result.ok || slug !== current.slug || preview) return;
-    for (const change of result.data.changes) list.upsert(change.message);
+    for (const change of result.data.changes) onRoomEvent(change.event, change.message);
     const done = !result.data.has_more;
     current.cursor = Math.max(current.cursor, done ? result.data.cursor : result.data.next || 0);
     if (done) return;
@@ -114,6 +132,7 @@ function followRoom() {
     preview = null;
     setConnection(sharedState);
     fill();
+    presence.load(current.slug);
   } else if (!joined && !preview) {
     showPreview();
   }
@@ -133,6 +152,8 @@ async function switchTo(slug, { push = true } = {}) {
   Object.assign(current, { slug, info, cursor: result.data.cursor, joined: sidebar.joined(slug) });
   if (push) history.pushState({ room: slug }, "", roomUrl(slug));
   list.reset(slug, result.data, info.unread || 0);
+  typing.show(slug);
+  presence.load(slug);
   composer?.switchTo(roomName(info));
   sidebar.setCurrent(slug);
   members.show(info);
@@ -180,6 +201,8 @@ if (user) {
   if (form) {
     composer = setupComposer(form, {
       room: () => current.slug,
+      me: user.id,
+      onEditLast: () => list.editLast(),
       onSent: (message) => {
         list.upsert(message); // the stream brings it too; the upsert makes that harmless
         list.scrollToBottom();
@@ -204,14 +227,15 @@ if (user) {
         if (!preview) setConnection(state);
         if (state === "connected") {
           sidebar.refresh();
-          if (!preview) fill();
+          if (!preview) {
+            fill();
+            presence.load(current.slug);
+          }
         }
       },
       onEvent: (name, data) => {
-        if (name.startsWith("message.")) {
-          if (data.room === current.slug && !preview) list.upsert(data);
-          if (name === "message.created") notifier.onMessage(data);
-        }
+        if (data.room === current.slug && !preview) onRoomEvent(name, data);
+        if (name === "message.created") notifier.onMessage(data);
         if (name.startsWith("message.") || name.startsWith("room.")) sidebar.refresh();
       },
     });

@@ -41,8 +41,19 @@ export function connectShared(url, workerUrl, { onEvent, onState }) {
     }
   };
 
+  // The browser's own word on the network: offline is shown at once (a stream can take a
+  // while to notice); back online, the holder opens a fresh stream and its open event, not
+  // this, says "connected" again.
+  let reconnect = () => {};
+  window.addEventListener("offline", () => onState("offline"));
+  window.addEventListener("online", () => {
+    onState("reconnecting");
+    reconnect();
+  });
+
   if (window.SharedWorker) {
     const worker = new SharedWorker(workerUrl, { type: "module", name: "pgchat-events" });
+    reconnect = () => worker.port.postMessage({ type: "reconnect" });
     worker.port.addEventListener("message", ({ data }) => receive(data));
     worker.port.start();
     worker.port.postMessage({ type: "hello", url, token });
@@ -53,9 +64,10 @@ export function connectShared(url, workerUrl, { onEvent, onState }) {
     return { kind: "shared-worker" };
   }
   if (window.BroadcastChannel && navigator.locks) {
-    joinLeader(url, receive, () => token);
+    reconnect = joinLeader(url, receive, () => token);
     return { kind: "leader" };
   }
-  new EventsHolder(url, null, receive); // no way to share: this tab holds its own
+  const holder = new EventsHolder(url, null, receive); // no way to share: this tab holds its own
+  reconnect = () => holder.reconnect();
   return { kind: "own" };
 }

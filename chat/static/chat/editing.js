@@ -44,7 +44,7 @@ export function startEdit(view, item) {
     event.preventDefault();
     const result = await api("PATCH", messageUrl(view, message.id), { text: box.value });
     if (result.ok) {
-      item.message = result.data;
+      item.message = { ...result.data, reactions: item.message.reactions }; // text only changed
       finish();
     } else {
       problem.textContent = result.data.error;

@@ -22,6 +22,10 @@ export function joinLeader(url, receive, lastToken) {
       if (holder) channel.postMessage({ type: "state", state: holder.state }); // a new tab asks
       return;
     }
+    if (data.type === "reconnect") {
+      holder?.reconnect();
+      return;
+    }
     if (!holder) receive(data);
   });
   channel.postMessage({ type: "hello" });
@@ -36,4 +40,10 @@ export function joinLeader(url, receive, lastToken) {
     });
     return new Promise(() => {});
   });
+
+  // The network is back: the leader opens a fresh stream (another tab may be the leader).
+  return () => {
+    if (holder) holder.reconnect();
+    else channel.postMessage({ type: "reconnect" });
+  };
 }

@@ -7,7 +7,10 @@
 // If it fails: a change applied twice or out of order is harmless: upsert is keyed by
 //           message id and never replaces a message with an older version of itself.
 import { api, roomUrl } from "./api.js";
-import { element, button, isolatedName, shownName, textWithMentions } from "./dom.js";
+import { element, button, isolatedName, shownName } from "./dom.js";
+import { renderText } from "./render.js";
+import { applyReaction, reactionBar } from "./reactions.js";
+import { regroup } from "./grouping.js";
 import { startEdit, confirmDelete } from "./editing.js";
 
 const NEAR_BOTTOM_PX = 80;
@@ -21,11 +24,10 @@ function isOlder(candidate, shown) {
   return (candidate.edited_at || "") < (shown.edited_at || "");
 }
 
+// The time of day in the reader's locale; the day is the separator above (grouping.js),
+// and the full date and time is the element's title.
 function formatTime(iso) {
-  const when = new Date(iso);
-  const sameDay = when.toDateString() === new Date().toDateString();
-  const time = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-  return sameDay ? time : `${when.toLocaleDateString()} ${time}`;
+  return new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 }
 
 export class MessageList {
@@ -41,6 +43,7 @@ export class MessageList {
     this.room = null;
     this.hasOlder = false;
     this.loadingOlder = false;
+    this.batch = false; // while a page is put in: one regroup at its end
     olderButton.addEventListener("click", () => this.loadOlder());
     jumpButton.addEventListener("click", () => this.scrollToBottom());
     scroller.addEventListener("scroll", () => {
@@ -54,22 +57,26 @@ export class MessageList {
     this.room = room;
     this.items.clear();
     this.list.replaceChildren();
+    this.batch = true;
     for (const message of page.messages) this.upsert(message);
+    this.batch = false;
     this.hasOlder = page.has_more;
     this.olderButton.hidden = !this.hasOlder;
     this.markUnread(unread);
+    regroup(this.list);
     this.scrollToBottom();
   }
 
   markUnread(count) {
     this.list.querySelector(".divider")?.remove();
     if (!count) return;
-    const theirs = Array.from(this.list.children).filter((node) => !node.classList.contains("own"));
+    const theirs = Array.from(this.list.querySelectorAll(":scope > li.message:not(.own)"));
     const first = theirs[Math.max(0, theirs.length - count)];
     if (!first) return;
     const divider = element("li", "divider", "New messages");
     divider.setAttribute("role", "separator");
     first.before(divider);
+    regroup(this.list);
   }
 
   nearBottom() {
@@ -105,7 +112,8 @@ export class MessageList {
     const author = message.author || "—";
     const direct = this.onDirect && message.author && message.sender_id && message.sender_id !== this.user?.id;
     if (direct) {
-      // A link acting as a button: a message's <button>s are its author's controls.
+      // A link acting as a button: a message's <button>s are its controls (edit, delete,
+      // reactions), its author's name is a way to their DMs.
       const name = element("a", "author dm");
       name.append(isolatedName(author));
       name.href = "#";
@@ -131,11 +139,12 @@ export class MessageList {
       meta.append(edited);
     }
     item.append(meta);
-    const text = element("p", "text");
+    const text = element("div", "text");
     text.dir = "auto"; // its own direction (Arabic, Hebrew), isolated from the page's
     if (message.deleted_at) text.textContent = "message deleted";
-    else text.append(textWithMentions(message.text || "", this.user?.name));
+    else text.append(renderText(message.text || "", this.user?.name));
     item.append(text);
+    if (!message.deleted_at && (this.user || message.reactions?.length)) item.append(this.bar(message));
 
     if (this.canChange(message)) {
       const actions = element("div", "actions");
@@ -145,6 +154,46 @@ export class MessageList {
       item.append(actions);
     }
     return item;
+  }
+
+  // Up-arrow in an empty send box: edit the reader's last message still shown. False when
+  // there is none (the key then does what it always does).
+  editLast() {
+    const own = Array.from(this.items.values())
+      .filter((item) => this.user && item.message.sender_id === this.user.id && this.canChange(item.message))
+      .sort((a, b) => a.message.id - b.message.id);
+    const last = own[own.length - 1];
+    if (!last || last.classList.contains("editing")) return false;
+    last.scrollIntoView({ block: "nearest" });
+    startEdit(this, last);
+    return true;
+  }
+
+  bar(message) {
+    return reactionBar(this.room, message, this.user?.name || null, (reactions) =>
+      this.setReactions(message.id, reactions),
+    );
+  }
+
+  // A reaction.added / reaction.removed event (stream or log) for a message on screen.
+  react(name, data) {
+    if (data.room !== this.room) return;
+    const item = this.items.get(data.message_id);
+    if (!item || item.message.deleted_at) return;
+    this.setReactions(data.message_id, applyReaction(item.message.reactions, name, data));
+  }
+
+  setReactions(id, reactions) {
+    const item = this.items.get(id);
+    if (!item) return;
+    item.message = { ...item.message, reactions };
+    const old = item.querySelector(":scope > .reactions");
+    if (item.classList.contains("editing") || !old) return; // drawn when the editor closes
+    item.shown = JSON.stringify(item.message);
+    const fresh = this.bar(item.message);
+    const focused = old.contains(document.activeElement) ? document.activeElement.dataset.emoji : null;
+    old.replaceWith(fresh);
+    if (focused) fresh.querySelector(`[data-emoji="${CSS.escape(focused)}"]`)?.focus();
   }
 
   // The send box, or the list when there is none: where focus goes when its place is gone.
@@ -157,6 +206,11 @@ export class MessageList {
     if (!this.room || (message.room && message.room !== this.room)) return;
     const existing = this.items.get(message.id);
     if (existing && isOlder(message, existing.message)) return; // a late copy of the past
+    if (message.deleted_at) message = { ...message, reactions: [] }; // they went with it
+    else if (!("reactions" in message)) {
+      // A stream event carries the message's fields, not its reactions: keep those shown.
+      message = { ...message, reactions: existing?.message.reactions || [] };
+    }
     if (existing && existing.classList.contains("editing") && !message.deleted_at) {
       existing.message = message; // don't yank the editor away; Save sends its own text
       return;
@@ -189,6 +243,7 @@ export class MessageList {
       else this.list.prepend(item);
     }
     this.items.set(message.id, item);
+    if (!this.batch) regroup(this.list);
     if (stick && !existing) this.scrollToBottom();
     else this.updateJump();
   }
@@ -202,7 +257,10 @@ export class MessageList {
     this.loadingOlder = false;
     if (!result.ok || room !== this.room) return;
     const height = this.scroller.scrollHeight;
+    this.batch = true;
     for (const message of result.data.messages) this.upsert(message);
+    this.batch = false;
+    regroup(this.list);
     this.scroller.scrollTop += this.scroller.scrollHeight - height; // keep the view where it was
     this.hasOlder = result.data.has_more;
     this.olderButton.hidden = !this.hasOlder;

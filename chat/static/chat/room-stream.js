@@ -1,8 +1,10 @@
 // The per-room stream, for readers without an account (and a server without /events).
 //
-// Receives: GET /rooms/<slug>/events, an SSE stream of message.* with `id: <cursor>`.
-// Hands on: onEvent(name, data) for each change after the page's cursor, once, in order;
-//           onState(state) for the connection line.
+// Receives: GET /rooms/<slug>/events, an SSE stream of message.* and reaction.* with
+//           `id: <cursor>`.
+// Hands on: onEvent(name, data) for each change after the page's cursor, once, in order,
+//           and each typing / presence signal as it comes; onState(state) for the
+//           connection line.
 // If it fails: EventSource reconnects by itself and sends Last-Event-ID, so the server
 //           replays what we missed. When it gives up (a 4xx, say), we open a new stream from
 //           our own cursor with ?last_event_id=, after a backoff. Nothing is lost either way.
@@ -10,7 +12,16 @@
 // The page was rendered with history up to `cursor`; the first stream starts exactly there.
 import { api, roomUrl } from "./api.js";
 
-export const MESSAGE_EVENTS = ["message.created", "message.updated", "message.deleted"];
+// The changes in the room's log, each with its cursor as `id:`.
+export const MESSAGE_EVENTS = [
+  "message.created",
+  "message.updated",
+  "message.deleted",
+  "reaction.added",
+  "reaction.removed",
+];
+// Signals with no cursor (never in the log, never replayed): handed on as they come.
+export const EPHEMERAL_EVENTS = ["typing", "presence.joined", "presence.left"];
 const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 30000;
 
@@ -40,6 +51,11 @@ export function openRoomStream(slug, cursor, { onEvent, onState }) {
       onState("connected");
     });
     for (const name of MESSAGE_EVENTS) source.addEventListener(name, handle);
+    for (const name of EPHEMERAL_EVENTS) {
+      source.addEventListener(name, (event) => {
+        if (!closed) onEvent(event.type, JSON.parse(event.data));
+      });
+    }
     source.addEventListener("error", () => {
       offline();
       if (source.readyState === EventSource.CONNECTING) return;
@@ -61,8 +77,13 @@ export function openRoomStream(slug, cursor, { onEvent, onState }) {
     }
   }
 
+  // Back online: a stream that looks open may be dead, and a backoff would wait for
+  // nothing; open a fresh one from our cursor now ("connected" comes with its open event).
   const online = () => {
-    if (!source || source.readyState === EventSource.CLOSED) connect();
+    source?.close();
+    onState("reconnecting");
+    retryMs = RETRY_MIN_MS;
+    connect();
   };
   const gone = () => onState("offline");
   window.addEventListener("online", online);

@@ -68,7 +68,8 @@ export class EventsHolder {
     };
     for (const name of STREAM_EVENTS) source.addEventListener(name, relay);
     source.addEventListener("error", () => {
-      this.setState("reconnecting");
+      if (source !== this.source) return; // one we closed for a fresh one
+      this.setState(self.navigator.onLine === false ? "offline" : "reconnecting");
       if (source.readyState === EventSource.CONNECTING) return; // it retries by itself
       source.close();
       this.refusals += 1;
@@ -76,6 +77,17 @@ export class EventsHolder {
       this.timer = setTimeout(() => this.open(), this.retryMs);
       this.retryMs = Math.min(RETRY_MAX_MS, this.retryMs * 2);
     });
+  }
+
+  // The network came back (the browser says "online"): a stream that looks open may be
+  // dead, and one waiting out a backoff would wait for nothing. Open a fresh one from the
+  // token now; "connected" is said by its open event, not assumed.
+  reconnect() {
+    clearTimeout(this.timer);
+    this.source?.close();
+    this.retryMs = RETRY_MIN_MS;
+    this.setState("reconnecting");
+    this.open();
   }
 
   close() {
