@@ -12,13 +12,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psycopg
+from asgiref.sync import sync_to_async
 from django.core.exceptions import BadRequest, RequestDataTooBig, ValidationError
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponseBase, JsonResponse, QueryDict
 from django.http.multipartparser import MultiPartParserError
 from psycopg_pool import PoolTimeout
 
-from . import ratelimit, rooms, sse
+from . import limits, ratelimit, rooms, sse
 
 logger = logging.getLogger("pgchat.api")
 View = Callable[..., Awaitable[HttpResponseBase]]
@@ -41,6 +42,8 @@ async def dispatch(request: HttpRequest, handlers: dict[str, View], *args: Any) 
         allowed = ", ".join(sorted(handlers))
         return error(405, f"method {request.method} not allowed; use {allowed}", Allow=allowed)
     try:
+        if request.method not in ("GET", "HEAD"):
+            await sync_to_async(limits.check_writes)(request.user)
         return await handler(request, *args)
     except rooms.RoomNotFound as exc:
         return error(404, str(exc))

@@ -50,6 +50,24 @@ def check_messages(user: AbstractBaseUser | AnonymousUser) -> None:
         )
 
 
+def check_writes(user: AbstractBaseUser | AnonymousUser) -> None:
+    """Count one write through the JSON API by a signed-in ``user`` (reactions, join and
+    leave, members, read position, DMs, edits; posting also has its own limit); raises
+    RateLimited over CHAT_RATELIMIT_WRITES. One budget in chat/jsonapi.py ``dispatch``
+    rather than a check in each view, so no write endpoint can be repeated without one.
+    Anonymous writes are refused by the views themselves."""
+    if not user.is_authenticated:
+        return
+    rate = configured("CHAT_RATELIMIT_WRITES")
+    retry_after = ratelimit.hit(f"writes:user:{user.pk}", rate)
+    if retry_after is not None:
+        raise ratelimit.RateLimited(
+            f"you are changing things too fast (at most {rate.count} every {rate.seconds} s);"
+            f" try again {wait_text(retry_after)}",
+            retry_after,
+        )
+
+
 def check_typing(user: AbstractBaseUser | AnonymousUser) -> None:
     """Count a typing signal by ``user``; raises RateLimited over CHAT_RATELIMIT_TYPING (a
     browser sends one every 3 s at most while its user types; a script sending 100/s is

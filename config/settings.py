@@ -285,6 +285,9 @@ if CHAT_TRUSTED_PROXY_COUNT < 1:
 CHAT_RATELIMIT_MESSAGES = _env_rate("CHAT_RATELIMIT_MESSAGES", "20/10")  # per user
 CHAT_RATELIMIT_ROOMS = _env_rate("CHAT_RATELIMIT_ROOMS", "10/3600")  # per user
 CHAT_RATELIMIT_SIGNUPS = _env_rate("CHAT_RATELIMIT_SIGNUPS", "10/3600")  # per address
+# Every write through the JSON API, per user (chat/jsonapi.py dispatch): a ceiling no person
+# reaches, that a script repeating reactions, joins or read positions does.
+CHAT_RATELIMIT_WRITES = _env_rate("CHAT_RATELIMIT_WRITES", "300/60")
 CHAT_RATELIMIT_TYPING = _env_rate("CHAT_RATELIMIT_TYPING", "20/10")  # per user, all rooms
 # GET /search: per user, or per address when logged out (a search costs the database CPU).
 CHAT_RATELIMIT_SEARCHES = _env_rate("CHAT_RATELIMIT_SEARCHES", "30/10")

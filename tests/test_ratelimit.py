@@ -146,6 +146,25 @@ async def test_posting_limit_holds_across_two_workers(
     assert await ChatMessage.objects.filter(room=room).acount() == limit
 
 
+async def test_every_json_write_counts_against_one_budget_per_user(
+    make_server: MakeServer,
+    visitors: Callable[..., Visitor],
+    make_user: Callable[..., User],
+    room: Room,
+) -> None:
+    """Reactions, joins, read positions, DMs: any write a user can repeat gets a 429."""
+    srv = make_server(CHAT_RATELIMIT_WRITES=f"3/{LONG}")
+    alice, bob = visitors(srv), visitors(srv)
+    await alice.login((await new_user(make_user, "alice")).username, PASSWORD)
+    await bob.login((await new_user(make_user, "bob")).username, PASSWORD)
+    for path in ("join", "read", "leave"):
+        response = await alice.request("POST", f"/rooms/{room.slug}/{path}", json={"cursor": 0})
+        assert response.status_code < 400, response.text
+    assert_limited_json(await alice.request("POST", f"/rooms/{room.slug}/join"), LONG)
+    assert (await alice.client.get("/me/rooms")).status_code == 200  # reads are not counted
+    assert (await bob.request("POST", f"/rooms/{room.slug}/join")).status_code in (200, 201)
+
+
 async def test_posting_limit_is_per_user(
     make_server: MakeServer,
     visitors: Callable[..., Visitor],
