@@ -150,8 +150,11 @@ async def run_all(scratch: str, args: argparse.Namespace) -> tuple[list[Cell], d
     """The cells, and per listener count the fewest notifications one listener received."""
     cells = []
     fewest: dict[int, int] = {}
-    async with ServerProcess("pgchat", scratch) as server:
-        clients = await with_subscribers(server.port, args.subscribers)
+    async with contextlib.AsyncExitStack() as stack:
+        clients: list[SSEClient] = []
+        if not args.no_server:
+            server = await stack.enter_async_context(ServerProcess("pgchat", scratch))
+            clients = await with_subscribers(server.port, args.subscribers)
         drains = [asyncio.create_task(_drain(client)) for client in clients]
         try:
             with tempfile.TemporaryDirectory(prefix="pgchat-writers-") as folder:
@@ -231,6 +234,11 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--listeners", default="0", help="extra LISTEN sessions per run, commas (e.g. 1,8,32)"
     )
+    parser.add_argument(
+        "--no-server",
+        action="store_true",
+        help="no pgchat server (nor subscribers): what the trigger costs the writers alone",
+    )
     args = parser.parse_args(argv)
     try:
         args.writers = [int(w) for w in args.writers.split(",")]
@@ -270,7 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = {
         "bench": "writers",
         "seconds": args.seconds,
-        "subscribers": args.subscribers,
+        "subscribers": 0 if args.no_server else args.subscribers,
+        "server": not args.no_server,
         "median_share": statistics.median(share.values()) if share else None,
         "share_of_notify": share,
         "listeners": args.listeners,

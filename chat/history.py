@@ -56,12 +56,21 @@ _CHANGES_AFTER = """
     ORDER BY c.seq
 """
 
+# The shape keeps the plan to index lookups whatever the planner guesses: one range of
+# (room_id, seq) per room, and the message by its key for each entry. As plain joins, a
+# batch that rang many rooms, or a log that had grown, was planned as a scan of the whole
+# log or of every message (61 ms at 119,000 rows, growing with them), on the listener's
+# one connection, for each batch of bells (README, "Writers").
 _CHANGES_AFTER_EACH = """
-    SELECT c.room_id, c.seq, c.op, c.message_id, chat_message_json(m)::text,
+    SELECT c.room_id, c.seq, c.op, c.message_id,
+           (SELECT chat_message_json(m)::text FROM chat_chatmessage m WHERE m.id = c.message_id),
            chat_iso(c.created_at), c.emoji, c.reactor
     FROM unnest(%s::text[], %s::bigint[]) AS want(room, after)
-    JOIN chat_messagechange c ON c.room_id = want.room AND c.seq > want.after
-    LEFT JOIN chat_chatmessage m ON m.id = c.message_id
+    CROSS JOIN LATERAL (
+        SELECT * FROM chat_messagechange
+        WHERE room_id = want.room AND seq > want.after
+        ORDER BY seq
+    ) AS c
     ORDER BY c.room_id, c.seq
 """
 

@@ -34,6 +34,7 @@ from psycopg import sql
 
 from . import db, history, metrics
 from .backoff import Backoff
+from .bell_batches import BellBatches
 from .conversation_feeds import ConversationFeeds
 from .events import CHANNEL, EPHEMERAL_KINDS, USER_ROOM_KINDS, Bell, InvalidPayload
 from .fanout import FanOut
@@ -62,6 +63,7 @@ class Listener:
         recheck_seconds: float = 3600.0,
         presence_expiry_seconds: float = 30.0,
         presence_flush_seconds: float = 1.0,
+        read_interval: float = 0.0,
     ) -> None:
         if heartbeat_seconds <= 0:
             raise ValueError(f"heartbeat_seconds must be positive, got {heartbeat_seconds}")
@@ -78,6 +80,8 @@ class Listener:
         self.users = UserFeeds(queue_size, self._count, self.presence)  # GET /events streams
         self.searches = SearchFeeds(queue_size, self._count)  # GET /search/events streams
         self.conversation = ConversationFeeds(self.fanout, self.users.fanout, self._count)
+        # At most one read of the log per read_interval under load (chat/bell_batches.py).
+        self.bells = BellBatches(min_interval=read_interval, poll_seconds=self.POLL_SECONDS)
         self.recheck_seconds = recheck_seconds  # the periodic sweep of every stream's access
         self._gatekeeper = Gatekeeper()
         # Made in start(), not here: asyncio objects must belong to the running loop.
@@ -219,14 +223,7 @@ class Listener:
         """Handle notifications as they come, until stop() or a connection error."""
         last_heard = time.monotonic()
         while not stopping.is_set():
-            # notifies() holds the connection's lock, so the log can't be read inside it, and
-            # leaving it early drops the rest of the packet it has read. With stop_after=1
-            # it ends between packets, having yielded the whole batch; psycopg (>= 3.2.4)
-            # keeps what arrives while no notifies() runs, and yields that first next time.
-            batch = [
-                notify.payload
-                async for notify in conn.notifies(timeout=self.POLL_SECONDS, stop_after=1)
-            ]
+            batch = await self.bells.next(conn)
             if batch:
                 last_heard = time.monotonic()
                 await self._deliver(conn, batch)
@@ -351,4 +348,5 @@ def get_listener() -> Listener:
         heartbeat_seconds=settings.CHAT_SSE_HEARTBEAT,
         recheck_seconds=settings.CHAT_ACCESS_RECHECK_SECONDS,
         presence_expiry_seconds=settings.CHAT_PRESENCE_EXPIRY_SECONDS,
+        read_interval=settings.CHAT_LISTENER_READ_INTERVAL,
     )

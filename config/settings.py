@@ -237,6 +237,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 CHAT_SSE_HEARTBEAT = float(os.environ.get("CHAT_SSE_HEARTBEAT", "15"))  # seconds
 CHAT_SUBSCRIBER_QUEUE_SIZE = int(os.environ.get("CHAT_SUBSCRIBER_QUEUE_SIZE", "256"))  # frames
 CHAT_LISTENER_BACKOFF = float(os.environ.get("CHAT_LISTENER_BACKOFF", "0.5"))  # first retry, s
+# Under load, at most one read of the log per this many seconds (chat/bell_batches.py).
+CHAT_LISTENER_READ_INTERVAL = float(os.environ.get("CHAT_LISTENER_READ_INTERVAL", "0.01"))
 # Every open stream's access is re-checked this often, besides at every access change.
 CHAT_ACCESS_RECHECK_SECONDS = float(os.environ.get("CHAT_ACCESS_RECHECK_SECONDS", "3600"))
 # Presence (issue 13): a worker's heartbeat keeps its users online this long; a worker that

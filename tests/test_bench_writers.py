@@ -41,3 +41,18 @@ def test_the_writers_bench_runs_with_listening_sessions(db_url: str) -> None:
     assert set(summary["commits_by_listeners"]) == {"0", "3"}
     # Each of the 3 sessions heard pgchat's commits (the trigger notifies channel chat).
     assert summary["fewest_received_by_listeners"]["3"] > 0
+
+
+@pytest.mark.slow
+def test_the_writers_bench_runs_without_a_server(db_url: str) -> None:
+    """``--no-server``: the trigger's cost to the writers alone, nobody listening."""
+    summary = run_bench(
+        db_url, "bench.writers", "--writers", "1", "--seconds", "1", "--no-server",
+        "--variants", "notify,pgchat-64",
+    )  # fmt: skip
+    assert summary["server"] is False
+    assert summary["subscribers"] == 0
+    assert [(c["variant"], c["error"]) for c in summary["cells"]] == [
+        ("notify", None),
+        ("pgchat-64", None),
+    ]

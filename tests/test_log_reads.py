@@ -1,0 +1,86 @@
+"""The listener's read of the log stays index lookups as the log grows, and a message's JSON
+is built inline (migration 0015), whoever calls it (issue 15's writers: the listener's reads
+run on the same database the writers commit on)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import psycopg
+from django.db import connection, transaction
+
+from chat import history
+from chat.models import Room
+
+from .helpers import unique
+
+ROOMS = 64
+
+
+def plan_nodes(plan: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """Every node of an EXPLAIN (FORMAT JSON) plan: its type and relation."""
+    nodes = [(plan["Node Type"], plan.get("Relation Name"))]
+    for child in plan.get("Plans", []):
+        nodes += plan_nodes(child)
+    return nodes
+
+
+def test_the_listeners_read_of_many_rooms_uses_indexes_on_a_grown_log() -> None:
+    """A batch that rang every room of a busy server, over a log of 40,000 entries: as plain
+    joins this was planned as a scan of the whole log and of every message (61 ms at
+    119,000, growing with the log, once per batch of bells)."""
+    prefix = unique("grown")
+    slugs = [f"{prefix}-{i}" for i in range(ROOMS)]
+    # All in one transaction, rolled back: the suite's database keeps none of it.
+    with transaction.atomic(), connection.cursor() as cursor:
+        Room.objects.bulk_create([Room(slug=slug, title=slug) for slug in slugs])
+        cursor.execute(
+            "INSERT INTO chat_chatmessage (room_id, author, text) "
+            "SELECT %s || '-' || (g %% %s), 'bulk', 'n' || g FROM generate_series(1, 40000) g",
+            [prefix, ROOMS],
+        )
+        cursor.execute("ANALYZE chat_messagechange, chat_chatmessage")
+        cursor.execute(
+            "SELECT room_id, seq FROM (SELECT room_id, seq, row_number() OVER "
+            "(PARTITION BY room_id ORDER BY seq DESC) AS n FROM chat_messagechange "
+            "WHERE room_id = ANY(%s)) AS t WHERE n <= 3 ORDER BY seq",
+            [slugs],
+        )
+        newest: dict[str, list[int]] = {}  # each room's three newest cursors, oldest first
+        for room, seq in cursor.fetchall():
+            newest.setdefault(room, []).append(seq)
+        positions = [slugs, [newest[slug][0] for slug in slugs]]  # two entries after each
+        cursor.execute("EXPLAIN (FORMAT JSON) " + history._CHANGES_AFTER_EACH, positions)
+        [(plan,)] = cursor.fetchall()
+        cursor.execute(history._CHANGES_AFTER_EACH, positions)
+        rows = cursor.fetchall()
+        transaction.set_rollback(True)
+    scans = [node for node in plan_nodes(plan[0]["Plan"]) if node[1] is not None]
+    assert scans
+    assert all("Seq Scan" not in kind for kind, _ in scans), scans
+    by_room: dict[str, list[int]] = {}
+    for room, seq, *_ in rows:
+        by_room.setdefault(room, []).append(seq)
+    assert by_room == {slug: newest[slug][1:] for slug in slugs}
+    assert all(json.loads(row[4])["room"] == row[0] for row in rows)
+
+
+def test_a_messages_json_is_inlined_into_the_query_that_calls_it(db_url: str) -> None:
+    """No SET clause, only schema-qualified names: the planner replaces the calls with the
+    expression, so a read pays no function call (or search_path swap) per row; the same
+    from a session whose search_path leaves out ``public``."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        [(plan,)] = conn.execute(
+            "EXPLAIN (VERBOSE, FORMAT JSON) SELECT chat_message_json(m) FROM chat_chatmessage m"
+        ).fetchall()
+        [output] = plan[0]["Plan"]["Output"]
+        assert "json_build_object" in output, output
+        assert "chat_iso" not in output, output
+        configs: dict[str, list[str]] = dict(
+            conn.execute(
+                "SELECT proname, coalesce(proconfig, '{}') FROM pg_proc "
+                "WHERE proname IN ('chat_message_json', 'chat_iso')"
+            ).fetchall()
+        )
+        assert configs == {"chat_message_json": [], "chat_iso": []}
