@@ -50,7 +50,7 @@ def test_the_listeners_read_of_many_rooms_uses_indexes_on_a_grown_log() -> None:
         newest: dict[str, list[int]] = {}  # each room's three newest cursors, oldest first
         for room, seq in cursor.fetchall():
             newest.setdefault(room, []).append(seq)
-        positions = [slugs, [newest[slug][0] for slug in slugs]]  # two entries after each
+        positions: list[Any] = [slugs, [newest[slug][0] for slug in slugs]]  # two after each
         cursor.execute("EXPLAIN (FORMAT JSON) " + history._CHANGES_AFTER_EACH, positions)
         [(plan,)] = cursor.fetchall()
         cursor.execute(history._CHANGES_AFTER_EACH, positions)
