@@ -16,7 +16,8 @@ A notification is untrusted input (any role that can connect may NOTIFY): it is 
 Content and cursors come only from the log, read once per batch of bells for every
 subscriber of the rooms rung; a forged bell costs at most one read or one re-check.
 
-The fan-out to streams is chat/fanout.py (hop 3); this file is the connection and its bells.
+The fan-out to streams is chat/fanout.py (hop 3); the notifications come in batches from
+chat/bell_batches.py (paced under load); this file is the connection and its bells.
 """
 
 from __future__ import annotations
