@@ -21,12 +21,13 @@ key (a key never changes hands; log-in cycles it, log-out deletes it).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from asgiref.sync import sync_to_async
 
 from . import rooms
+from .events import Bell
 from .subscription import Subscription
 
 logger = logging.getLogger("pgchat.gatekeeper")
@@ -37,6 +38,19 @@ class Gatekeeper:
 
     def __init__(self) -> None:
         self._session_users: dict[str, int | None] = {}  # session key -> user id (None: anon)
+
+    def concerned(
+        self, bell: Bell, subscriptions: Callable[..., list[Subscription]]
+    ) -> list[Subscription]:
+        """The open streams whose access an access bell may have changed, of those
+        ``subscriptions(room)`` (or ``subscriptions()``, every room's) lists."""
+        if bell.kind == "access":
+            return subscriptions(bell.room or "")
+        if bell.kind == "user" and bell.user is not None:
+            self.forget_user(bell.user)
+        # A user's flags or sessions: any signed-in stream may be theirs. Streams on rooms
+        # anyone may read are cleared by refused() with one query, without a user.
+        return [sub for sub in subscriptions() if sub.viewer.session_key is not None]
 
     def forget_user(self, user_id: int) -> None:
         """That user's flags or password changed: resolve their sessions again."""

@@ -265,7 +265,7 @@ class Listener:
                 continue
             await self._read_and_publish(conn, list(rooms))
             rooms.clear()
-            await self._recheck(conn, self._concerned(bell))
+            await self._recheck(conn, self._gatekeeper.concerned(bell, self.fanout.subscriptions))
         if rooms:
             await self._read_and_publish(conn, list(rooms))
             self._observe_lag(latest_at)
@@ -282,16 +282,6 @@ class Listener:
         for event in events:
             self.fanout.publish(event)
         return len(events)
-
-    def _concerned(self, bell: Bell) -> list[Subscription]:
-        """The open streams whose access an access bell may have changed."""
-        if bell.kind == "access":
-            return self.fanout.subscriptions(bell.room or "")
-        if bell.kind == "user" and bell.user is not None:
-            self._gatekeeper.forget_user(bell.user)
-        # A user's flags or sessions: any signed-in stream may be theirs. Streams on rooms
-        # anyone may read are cleared by the gatekeeper with one query, without a user.
-        return [sub for sub in self.fanout.subscriptions() if sub.viewer.session_key is not None]
 
     async def _recheck(self, conn: psycopg.AsyncConnection[Any], subs: list[Subscription]) -> None:
         if not subs:
