@@ -66,6 +66,16 @@ class Result:
         }
 
 
+def columns_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    """``rows`` as right-aligned text columns, a header first (the scratch-database benches'
+    tables: bench/search_queries.py, bench/workspace_queries.py)."""
+    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in columns]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True))]
+    for row in rows:
+        lines.append("  ".join(str(row[c]).rjust(w) for c, w in zip(columns, widths, strict=True)))
+    return "\n".join(lines)
+
+
 def percentile(ordered: Sequence[float], p: float) -> float:
     """Nearest-rank percentile of an ascending, non-empty sequence."""
     rank = max(1, math.ceil(p / 100 * len(ordered)))

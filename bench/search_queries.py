@@ -56,6 +56,7 @@ import psycopg
 
 from chat import search, search_index
 
+from .report import columns_table
 from .runner import database_url
 from .workspace_queries import AS_THE_TRIGGERS_WOULD, create_scratch, drop_scratch
 
@@ -378,12 +379,7 @@ def writer_cost(scratch: str, words: list[str], args: argparse.Namespace) -> dic
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    columns = ["kind", "queries", "mean_results", "p50_ms", "p95_ms", "max_ms"]
-    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in columns]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True))]
-    for row in rows:
-        lines.append("  ".join(str(row[c]).rjust(w) for c, w in zip(columns, widths, strict=True)))
-    return "\n".join(lines)
+    return columns_table(rows, ["kind", "queries", "mean_results", "p50_ms", "p95_ms", "max_ms"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

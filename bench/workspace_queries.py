@@ -40,6 +40,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from chat import workspace
 
+from .report import columns_table
 from .runner import database_url
 from .servers import PROJECT_DIR
 
@@ -217,12 +218,7 @@ async def measure(
 
 def table(rows: list[dict[str, Any]]) -> str:
     columns = ["reading", "rooms_listed", "unread_total", "mentions_total", "p50_ms", "p95_ms"]
-    columns.append("max_ms")
-    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in columns]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True))]
-    for row in rows:
-        lines.append("  ".join(str(row[c]).rjust(w) for c, w in zip(columns, widths, strict=True)))
-    return "\n".join(lines)
+    return columns_table(rows, [*columns, "max_ms"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
