@@ -17,6 +17,9 @@ writer count, one transaction per INSERT:
 Figures: commits/s, commit latency p50/p99 (pgbench's per-transaction log), and pgchat-64
 as a share of ``notify``. Prints a table, then ONE line of JSON as the last line.
 
+``--no-server`` runs the cells with no pgchat server nor subscribers: what the trigger
+costs the writers alone, with nobody listening.
+
 ``--listeners 1,8,32`` repeats every cell with that many more listening sessions attached
 (bench/listeners.py: plain ``LISTEN chat`` connections reading every notification, standing
 in for that many app processes): what many hosts' listeners cost the writers.

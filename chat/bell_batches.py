@@ -1,19 +1,23 @@
 """Hop 2's intake: the listener connection's notifications, taken in batches, paced when busy.
 
 Upstream:   the LISTEN connection of chat/listener.py (PostgreSQL's NotificationResponses).
-Downstream: chat/listener.py, which reads the log once per batch for every room it rang.
-On failure: nothing is dropped here. While a batch waits for its turn, later notifications
-            wait in the socket or in psycopg's backlog and join it; a connection error
-            surfaces in the listener, whose reconnect reads the log for everything missed.
+Downstream: chat/listener.py, which reads the log once per batch for every room it rang,
+            and says so (``read``).
+On failure: a batch waiting for its turn holds bells already taken off the connection; if
+            the connection fails then, they go with it, like any bell sent while the
+            listener is away. The listener's reconnect covers both: it reads the log for
+            every room its streams carry and re-checks every stream's access with every
+            session resolved again, so what those bells pointed to is found anyway.
 
-Why pace. Each batch costs the listener one read of the log on the database, whatever its
+Why pace. Each batch costs the listener a read of the log on the database, whatever its
 size, and busy rooms send a bell per message: at 2,000 messages a second the listener's
-backend spent 380 µs of database CPU per message, on the cores the writers commit on. A
-batch that comes within ``min_interval`` of the previous read waits out the rest of that
-interval, gathering the bells that come meanwhile: at most one read per interval under
-load (81 µs per message at 5 ms), and none of the wait when the listener was quiet, so a
-lone message goes out at once. The cost is at most ``min_interval`` of latency, only
-under load (README, "Writers").
+session spent 376 µs of database CPU per message, on the cores the writers commit on. A
+batch that comes within ``min_interval`` of the listener's previous read of the log waits
+out the rest of that interval, gathering the bells that come meanwhile, so under load the
+listener takes at most one batch per interval (81 µs per message, measured at 5 ms); after
+a quiet spell, or after bells that needed no read (other workers' rooms, typing), a bell
+is taken at once. The cost is at most ``min_interval`` of latency, only under load
+(README, "Writers").
 """
 
 from __future__ import annotations
@@ -32,9 +36,13 @@ class BellBatches:
         if min_interval < 0:
             raise ValueError(f"min_interval must not be negative, got {min_interval}")
         self.min_interval, self.poll_seconds = min_interval, poll_seconds
-        self.paced = 0  # batches that waited for their turn (for tests and /healthz)
+        self.paced = 0  # batches that waited for their turn (for tests)
         self.pacing = False  # a batch is waiting for its turn now
-        self._next_read_at = 0.0
+        self._next_at = 0.0
+
+    def read(self) -> None:
+        """The listener read the log for a batch: the next batch waits its turn."""
+        self._next_at = time.monotonic() + self.min_interval
 
     async def next(self, conn: psycopg.AsyncConnection[Any]) -> list[str]:
         """The next batch, or [] after ``poll_seconds`` of silence.
@@ -46,7 +54,7 @@ class BellBatches:
         batch = [n.payload async for n in conn.notifies(timeout=self.poll_seconds, stop_after=1)]
         if not batch:
             return batch
-        wait = self._next_read_at - time.monotonic()
+        wait = self._next_at - time.monotonic()
         if wait > 0:  # busy: one read of the log will serve what comes meanwhile too
             self.paced += 1
             self.pacing = True
@@ -54,6 +62,6 @@ class BellBatches:
                 await asyncio.sleep(wait)
             finally:
                 self.pacing = False
-            batch += [n.payload async for n in conn.notifies(timeout=0)]  # polls once
-        self._next_read_at = time.monotonic() + self.min_interval
+            # What came meanwhile: psycopg's backlog if any, else one look at the socket.
+            batch += [n.payload async for n in conn.notifies(timeout=0)]
         return batch

@@ -60,7 +60,8 @@ _CHANGES_AFTER = """
 # (room_id, seq) per room, and the message by its key for each entry. As plain joins, a
 # batch that rang many rooms, or a log that had grown, was planned as a scan of the whole
 # log or of every message (61 ms at 119,000 rows, growing with them), on the listener's
-# one connection, for each batch of bells (README, "Writers").
+# one connection, for each batch of bells (README, "Writers"). The inner ORDER BY is what
+# keeps the LATERAL subquery from being flattened back into a plain join: keep it.
 _CHANGES_AFTER_EACH = """
     SELECT c.room_id, c.seq, c.op, c.message_id,
            (SELECT chat_message_json(m)::text FROM chat_chatmessage m WHERE m.id = c.message_id),

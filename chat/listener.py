@@ -211,7 +211,9 @@ class Listener:
 
     async def _catch_up(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """After (re)connecting: what each room's subscribers missed while there was no
-        LISTEN, and every open stream's access again (access bells may have been missed)."""
+        LISTEN, and every open stream's access again (access bells may have been missed,
+        a user's among them: every session is resolved again)."""
+        self._gatekeeper.forget_all()
         events = await self._read_and_publish(conn, self.fanout.rooms)
         if events:
             logger.info("caught up %d events", events)
@@ -278,6 +280,7 @@ class Listener:
         if not positions:
             return 0
         self._count("log_reads")
+        self.bells.read()  # under load, the next batch waits its turn (chat/bell_batches.py)
         events = await history.changes_after_each(conn, positions)
         for event in events:
             self.fanout.publish(event)
