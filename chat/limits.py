@@ -38,16 +38,24 @@ def wait_text(seconds: int) -> str:
     return f"in {-(-seconds // 3600)} h"
 
 
-def check_messages(user: AbstractBaseUser | AnonymousUser) -> None:
-    """Count a post by ``user``; raises RateLimited over CHAT_RATELIMIT_MESSAGES."""
-    rate = configured("CHAT_RATELIMIT_MESSAGES")
-    retry_after = ratelimit.hit(f"messages:user:{user.pk}", rate)
+def _count(key: str, setting: str, too_fast: Callable[[ratelimit.Rate], str]) -> None:
+    """Count one hit of ``key`` against ``setting``; over it, raise RateLimited saying
+    ``too_fast(rate)`` and when to try again (the API answers 429 with it)."""
+    rate = configured(setting)
+    retry_after = ratelimit.hit(key, rate)
     if retry_after is not None:
         raise ratelimit.RateLimited(
-            f"you are sending too fast (at most {rate.count} messages every {rate.seconds} s);"
-            f" try again {wait_text(retry_after)}",
-            retry_after,
+            f"{too_fast(rate)}; try again {wait_text(retry_after)}", retry_after
         )
+
+
+def check_messages(user: AbstractBaseUser | AnonymousUser) -> None:
+    """Count a post by ``user``; raises RateLimited over CHAT_RATELIMIT_MESSAGES."""
+    _count(
+        f"messages:user:{user.pk}",
+        "CHAT_RATELIMIT_MESSAGES",
+        lambda r: f"you are sending too fast (at most {r.count} messages every {r.seconds} s)",
+    )
 
 
 def check_writes(user: AbstractBaseUser | AnonymousUser) -> None:
@@ -58,43 +66,34 @@ def check_writes(user: AbstractBaseUser | AnonymousUser) -> None:
     Anonymous writes are refused by the views themselves."""
     if not user.is_authenticated:
         return
-    rate = configured("CHAT_RATELIMIT_WRITES")
-    retry_after = ratelimit.hit(f"writes:user:{user.pk}", rate)
-    if retry_after is not None:
-        raise ratelimit.RateLimited(
-            f"you are changing things too fast (at most {rate.count} every {rate.seconds} s);"
-            f" try again {wait_text(retry_after)}",
-            retry_after,
-        )
+    _count(
+        f"writes:user:{user.pk}",
+        "CHAT_RATELIMIT_WRITES",
+        lambda r: f"you are changing things too fast (at most {r.count} every {r.seconds} s)",
+    )
 
 
 def check_typing(user: AbstractBaseUser | AnonymousUser) -> None:
     """Count a typing signal by ``user``; raises RateLimited over CHAT_RATELIMIT_TYPING (a
     browser sends one every 3 s at most while its user types; a script sending 100/s is
     refused before it reaches the throttle)."""
-    rate = configured("CHAT_RATELIMIT_TYPING")
-    retry_after = ratelimit.hit(f"typing:user:{user.pk}", rate)
-    if retry_after is not None:
-        raise ratelimit.RateLimited(
-            f"too many typing signals (at most {rate.count} every {rate.seconds} s);"
-            f" try again {wait_text(retry_after)}",
-            retry_after,
-        )
+    _count(
+        f"typing:user:{user.pk}",
+        "CHAT_RATELIMIT_TYPING",
+        lambda r: f"too many typing signals (at most {r.count} every {r.seconds} s)",
+    )
 
 
 def check_searches(request: HttpRequest) -> None:
     """Count a search, per user, or per client address when logged out; raises RateLimited
     over CHAT_RATELIMIT_SEARCHES."""
-    rate = configured("CHAT_RATELIMIT_SEARCHES")
     user = request.user
     who = f"user:{user.pk}" if user.is_authenticated else limited_address(request)
-    retry_after = ratelimit.hit(f"searches:{who}", rate)
-    if retry_after is not None:
-        raise ratelimit.RateLimited(
-            f"you are searching too fast (at most {rate.count} searches every {rate.seconds} s);"
-            f" try again {wait_text(retry_after)}",
-            retry_after,
-        )
+    _count(
+        f"searches:{who}",
+        "CHAT_RATELIMIT_SEARCHES",
+        lambda r: f"you are searching too fast (at most {r.count} searches every {r.seconds} s)",
+    )
 
 
 def limit_form_posts(
