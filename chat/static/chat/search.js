@@ -37,24 +37,31 @@
 
   // -- the box and the panel ------------------------------------------------------------
 
-  const form = element("form", "search");
-  form.setAttribute("role", "search");
-  const label = element("label", "visually-hidden", "Search messages");
-  label.htmlFor = "search-q";
-  const input = element("input");
-  input.id = "search-q";
-  input.type = "search";
-  input.name = "q";
-  input.maxLength = 256;
-  input.placeholder = "Search  /";
-  input.autocomplete = "off";
-  input.setAttribute("aria-controls", "search-results");
+  // A search form: a role=search <form> holding a labelled box that drives the one panel.
+  function searchBox(className, id, placeholder) {
+    const box = element("form", className);
+    box.setAttribute("role", "search");
+    const boxLabel = element("label", "visually-hidden", "Search messages");
+    boxLabel.htmlFor = id;
+    const boxInput = element("input");
+    boxInput.id = id;
+    boxInput.type = "search";
+    boxInput.name = "q";
+    boxInput.maxLength = 256;
+    boxInput.placeholder = placeholder;
+    boxInput.autocomplete = "off";
+    boxInput.setAttribute("aria-controls", "search-results");
+    box.append(boxLabel, boxInput);
+    return [box, boxInput];
+  }
+
+  const [form, input] = searchBox("search", "search-q", "Search  /");
   const panel = element("section", "search-results");
   panel.id = "search-results";
   panel.hidden = true;
   panel.setAttribute("aria-label", "Search results");
   panel.setAttribute("aria-live", "polite");
-  form.append(label, input, panel);
+  form.append(panel);
   head.insertBefore(form, document.getElementById("connection"));
 
   let query = "";
@@ -157,19 +164,7 @@
 
   const sidebar = document.getElementById("sidebar");
   if (sidebar) {
-    const side = element("form", "search search-side");
-    side.setAttribute("role", "search");
-    const sideLabel = element("label", "visually-hidden", "Search messages");
-    sideLabel.htmlFor = "sidebar-search-q";
-    const sideInput = element("input");
-    sideInput.id = "sidebar-search-q";
-    sideInput.type = "search";
-    sideInput.name = "q";
-    sideInput.maxLength = 256;
-    sideInput.placeholder = "Search messages";
-    sideInput.autocomplete = "off";
-    sideInput.setAttribute("aria-controls", "search-results");
-    side.append(sideLabel, sideInput);
+    const [side, sideInput] = searchBox("search search-side", "sidebar-search-q", "Search messages");
     sidebar.prepend(side);
     side.addEventListener("submit", (event) => {
       event.preventDefault();
