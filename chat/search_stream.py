@@ -25,9 +25,8 @@ from django.contrib import auth
 from django.http import HttpRequest
 from django.urls import get_script_prefix
 
-from . import asgi_http, db, limits, position, ratelimit, replica, rooms, search, token_stream
+from . import asgi_http, db, limits, position, ratelimit, rooms, search, token_stream
 from .asgi_http import (
-    DATABASE_DOWN,
     Receive,
     Refused,
     Scope,
@@ -38,9 +37,9 @@ from .asgi_http import (
 )
 from .listener import get_listener
 from .models import ROOM_SLUG_MAX_LENGTH
-from .search_feeds import replay_page
+from .position import Snapshot
+from .search_feeds import SearchSubscription, replay_page
 from .subscription import Viewer
-from .user_feeds import TokenAhead
 
 logger = logging.getLogger("pgchat.search_stream")
 _SLUG = re.compile(rf"[-a-zA-Z0-9_]{{1,{ROOM_SLUG_MAX_LENGTH}}}")
@@ -63,6 +62,12 @@ async def search_events(scope: Scope, receive: Receive, send: Send) -> None:
         room = params.get("room") or None
         if room is not None and not _SLUG.fullmatch(room):
             raise Refused(404, f"no room {room!r}")  # as for any room that does not exist
+    except Refused as refusal:
+        await send_error(send, refusal)
+        return
+    searches = get_listener().searches
+
+    async def register() -> tuple[SearchSubscription, Snapshot]:
         try:
             user_id = await rooms.run_and_release(_counted_viewer, request)
         except ratelimit.RateLimited as exc:
@@ -72,25 +77,16 @@ async def search_events(scope: Scope, receive: Receive, send: Send) -> None:
         try:
             async with db.connection() as conn:
                 await search.check(conn, wanted)
-            sub, target = await get_listener().searches.register(
+            return await searches.register(
                 viewer, text, room, since.whole if since is not None else None
             )
-            # After the target snapshot was taken: the replica must hold all it shows.
-            fence = await replica.fence() if since is not None else None
         except search.BadQuery as exc:
             raise Refused(400, str(exc)) from None
         except search.NoRoom as exc:
             raise Refused(404, str(exc)) from None
-        except TokenAhead as exc:
-            raise Refused(400, str(exc)) from None
-        except DATABASE_DOWN as exc:
-            raise asgi_http.unavailable("/search/events", exc) from None
-    except Refused as refusal:
-        await send_error(send, refusal)
-        return
-    searches = get_listener().searches
-    await token_stream.serve(
-        sub, since, target, fence, replay_page(sub), lambda: searches.unregister(sub), receive, send
+
+    await token_stream.open_and_serve(
+        "/search/events", since, register, replay_page, searches.unregister, receive, send
     )
 
 

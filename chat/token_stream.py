@@ -18,13 +18,23 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import psycopg
 
-from . import replica, sse
-from .asgi_http import DATABASE_DOWN, END, STREAM_HEADERS, Receive, Send, close_on_disconnect
+from . import asgi_http, replica, sse
+from .asgi_http import (
+    DATABASE_DOWN,
+    END,
+    STREAM_HEADERS,
+    Receive,
+    Refused,
+    Send,
+    close_on_disconnect,
+    send_error,
+)
 from .position import Position, Snapshot
+from .user_feeds import TokenAhead
 from .user_subscription import TokenBuffer
 
 logger = logging.getLogger("pgchat.token_stream")
@@ -41,6 +51,48 @@ class Page(NamedTuple):
 
 # (connection, done, upto, after) -> the next page of what ``upto`` adds to ``done``.
 ReadPage = Callable[[psycopg.AsyncConnection[Any], Snapshot, Snapshot, int], Awaitable[Page]]
+
+
+Sub = TypeVar("Sub", bound=TokenBuffer)
+
+
+async def open_and_serve(
+    what: str,
+    since: Position | None,
+    register: Callable[[], Awaitable[tuple[Sub, Snapshot]]],
+    read_page: Callable[[Sub], ReadPage],
+    unregister: Callable[[Sub], None],
+    receive: Receive,
+    send: Send,
+) -> None:
+    """Open a token stream and serve it, or refuse it with the API's JSON error.
+
+    ``register`` runs the endpoint's own checks (raising Refused) and registers the stream
+    with the listener, returning it and the snapshot its replay must reach. The refusals
+    both endpoints share are here: a token ahead of the database (400) and a database that
+    cannot serve the open (503, ``what`` names it in the log); a stream registered before a
+    refusal is unregistered again."""
+    sub: Sub | None = None
+    try:
+        try:
+            sub, target = await register()
+            # After the target snapshot was taken: the replica must hold all it shows.
+            fence = await replica.fence() if since is not None else None
+        except TokenAhead as exc:
+            raise Refused(400, str(exc)) from None
+        except DATABASE_DOWN as exc:
+            raise asgi_http.unavailable(what, exc) from None
+    except BaseException as exc:
+        if sub is not None:
+            unregister(sub)
+        if isinstance(exc, Refused):
+            await send_error(send, exc)
+            return
+        raise
+    opened = sub
+    await serve(
+        opened, since, target, fence, read_page(opened), lambda: unregister(opened), receive, send
+    )
 
 
 async def serve(

@@ -23,9 +23,8 @@ from django.contrib import auth
 from django.http import HttpRequest
 from django.urls import get_script_prefix
 
-from . import asgi_http, log_by_snapshot, position, replica, rooms, sse, token_stream
+from . import asgi_http, log_by_snapshot, position, rooms, sse, token_stream
 from .asgi_http import (
-    DATABASE_DOWN,
     Receive,
     Refused,
     Scope,
@@ -37,7 +36,7 @@ from .asgi_http import (
 from .listener import get_listener
 from .position import Snapshot
 from .subscription import Viewer
-from .user_feeds import SignedOut, TokenAhead
+from .user_feeds import SignedOut
 from .user_subscription import UserSubscription
 
 logger = logging.getLogger("pgchat.user_stream")
@@ -55,26 +54,22 @@ async def user_events(scope: Scope, receive: Receive, send: Send) -> None:
             since = position.decode(last_event_id(request, scope))
         except position.InvalidPosition as exc:
             raise Refused(400, str(exc)) from None
-        try:
-            user_id = await rooms.run_and_release(_signed_in, request)
-            if user_id is None:
-                raise Refused(403, "sign in to open /events")
-            viewer = Viewer(user_id, asgi_http.session_key(request))
-            sub, target = await get_listener().users.register(viewer, since)
-            # After the target snapshot was taken: the replica must hold all it shows.
-            fence = await replica.fence() if since is not None else None
-        except TokenAhead as exc:
-            raise Refused(400, str(exc)) from None
-        except SignedOut as exc:
-            raise Refused(403, str(exc)) from None
-        except DATABASE_DOWN as exc:
-            raise asgi_http.unavailable("/events", exc) from None
     except Refused as refusal:
         await send_error(send, refusal)
         return
     users = get_listener().users
-    await token_stream.serve(
-        sub, since, target, fence, _read_page(sub), lambda: users.unregister(sub), receive, send
+
+    async def register() -> tuple[UserSubscription, Snapshot]:
+        user_id = await rooms.run_and_release(_signed_in, request)
+        if user_id is None:
+            raise Refused(403, "sign in to open /events")
+        try:
+            return await users.register(Viewer(user_id, asgi_http.session_key(request)), since)
+        except SignedOut as exc:
+            raise Refused(403, str(exc)) from None
+
+    await token_stream.open_and_serve(
+        "/events", since, register, _read_page, users.unregister, receive, send
     )
 
 
