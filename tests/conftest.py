@@ -22,7 +22,7 @@ from chat import db
 from chat.models import Room
 from devtools.embedded_pg import EmbeddedPostgres
 
-from .helpers import DEADLINE, PASSWORD, SERVER_SESSIONS, sessions, terminate, unique
+from .helpers import DEADLINE, PASSWORD, running_servers, terminate, unique
 from .servers import PROJECT_DIR, Browserless, Server, database_url, wait_for_server_backends_gone
 
 # Scratch clusters live inside the project, not /tmp: as root the server runs as the
@@ -136,7 +136,7 @@ def make_server(db_url: str) -> Iterator[Callable[..., Server]]:
     started: list[tuple[Server, int]] = []
 
     def make(url: str | None = None, *, workers: int = 1, **env: str) -> Server:
-        before = len(sessions(url or db_url, SERVER_SESSIONS))
+        before = running_servers(url or db_url)
         server = Server(url or db_url, workers=workers, env=env).start()
         started.append((server, before))
         return server
@@ -144,7 +144,7 @@ def make_server(db_url: str) -> Iterator[Callable[..., Server]]:
     yield make
     for server, before in reversed(started):
         server.stop()
-        wait_for_server_backends_gone(server.db_url, leave=before)
+        wait_for_server_backends_gone(server.db_url, running=before)
 
 
 @pytest.fixture

@@ -124,6 +124,15 @@ def sessions(db_url: str, names: str | Sequence[str] | None = None) -> list[Sess
     return [Session(*row) for row in rows]
 
 
+def running_servers(db_url: str) -> int:
+    """How many pgchat server processes hold sessions on ``db_url``: one LISTEN each.
+
+    Count a test's own server by this, not by all of SERVER_SESSIONS: the read pools of
+    servers still running grow with their load (a presence sweep, two opens at once), so
+    their sessions are no fixed baseline; a process's one listener is."""
+    return len(sessions(db_url, LISTENER))
+
+
 def terminate(db_url: str, names: str | Sequence[str] | None = None) -> int:
     """pg_terminate_backend() on those sessions (all but this one's, without ``names``);
     how many were ended."""

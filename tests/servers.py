@@ -288,31 +288,44 @@ async def collect(client: SSEClient, count: int, deadline: float = DEADLINE) -> 
     return events
 
 
-async def until_text(stream: SSEClient, text: str, room: str) -> list[Event]:
+async def until_text(
+    stream: SSEClient, text: str, room: str, *, presence: bool = True
+) -> list[Event]:
     """The stream's events of ``room`` up to the message.created of ``text`` (the marker
-    that proves nothing else of that room came before it)."""
+    that proves nothing else of that room came before it).
+
+    ``presence=False`` leaves out presence.joined/left: a worker writes presence on its own
+    clock (chat/presence.py flushes once a second), so a signed-in stream's own arrival
+    lands anywhere among the events of a test about something else."""
     seen: list[Event] = []
     async with asyncio.timeout(DEADLINE):
         while True:
             event = await stream.next_event()
             if event.json().get("room") != room:
                 continue
+            if not presence and event.name.startswith("presence."):
+                continue
             seen.append(event)
             if event.name == "message.created" and event.json()["text"] == text:
                 return seen
 
 
-def wait_for_server_backends_gone(db_url: str, *, leave: int = 0) -> None:
-    """Wait until stopped servers' sessions are gone (backends exit asynchronously),
-    leaving ``leave`` sessions of servers still running."""
+def wait_for_server_backends_gone(db_url: str, *, running: int = 0) -> None:
+    """Wait until stopped servers' sessions are gone (backends exit asynchronously), but
+    for those of the ``running`` servers (``running_servers()`` before this one started).
+
+    With none running, every server session must go. With some, a stopped server is gone
+    when its processes' listeners are: a process that has exited holds no socket, and
+    the others' read pools may have grown meanwhile, so they cannot be counted on."""
     import psycopg
 
     try:
         psycopg.connect(db_url, connect_timeout=5).close()
     except psycopg.OperationalError:
         return  # the database itself is down: no session of anyone's is left
+    names = SERVER_SESSIONS if running == 0 else LISTENER
     try:
-        wait_until(lambda: len(sessions(db_url, SERVER_SESSIONS)) <= leave)
+        wait_until(lambda: len(sessions(db_url, names)) <= running)
     except TimeoutError:
         raise TimeoutError(
             f"the server's database sessions outlived it: {sessions(db_url, SERVER_SESSIONS)}"

@@ -22,7 +22,7 @@ from django.contrib.auth.models import AbstractUser, User
 from bench.sse_client import SSEClient, SSEError
 from chat.models import Room
 
-from .helpers import PASSWORD, SERVER_SESSIONS, sessions, unique
+from .helpers import PASSWORD, running_servers, unique
 from .servers import Browserless, Server, insert_sql, psql, wait_for_server_backends_gone
 
 DEADLINE = 10.0  # seconds for a stream to end or an event to arrive; typically milliseconds
@@ -32,11 +32,11 @@ STREAMS_PER_VIEWER = 6  # spread over the two workers by the kernel
 @pytest.fixture(scope="module")
 def two_workers(db_url: str) -> Iterator[Server]:
     # Other servers of the suite (the session's) may hold sessions too: leave theirs.
-    before = len(sessions(db_url, SERVER_SESSIONS))
+    before = running_servers(db_url)
     server = Server(db_url, workers=2).start()
     yield server
     server.stop()
-    wait_for_server_backends_gone(db_url, leave=before)
+    wait_for_server_backends_gone(db_url, running=before)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from .helpers import DEADLINE, SERVER_SESSIONS, sessions
+from .helpers import DEADLINE, running_servers
 from .servers import PROJECT_DIR, wait_for_server_backends_gone
 
 
@@ -30,7 +30,7 @@ from .servers import PROJECT_DIR, wait_for_server_backends_gone
 def test_bench_delivers_every_event_once(db_url: str, targets: str, subscribers: int) -> None:
     argv = [sys.executable, "-m", "bench", "--sizes", str(subscribers), "--duration", "2"]
     argv += ["--rate", "10", "--targets", targets]
-    before = len(sessions(db_url, SERVER_SESSIONS))
+    before = running_servers(db_url)
     completed = subprocess.run(
         argv,
         cwd=PROJECT_DIR,
@@ -41,7 +41,7 @@ def test_bench_delivers_every_event_once(db_url: str, targets: str, subscribers:
         timeout=DEADLINE * 4,  # a hung run fails this test instead of the whole suite
     )
     # Its pgchat server's sessions end a moment after it: gone before the next test counts.
-    wait_for_server_backends_gone(db_url, leave=before)
+    wait_for_server_backends_gone(db_url, running=before)
     assert completed.returncode == 0, completed.stdout + completed.stderr[-4000:]
     results = json.loads(completed.stdout.strip().splitlines()[-1])
     assert {r["target"]: (r["subscribers"], r["lost"], r["duplicated"]) for r in results} == {

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from chat.models import ChatMessage, Room
 
-from .helpers import DEADLINE, PASSWORD, SERVER_SESSIONS, session_cookies, sessions, unique
+from .helpers import DEADLINE, PASSWORD, running_servers, session_cookies, unique
 from .servers import Server, wait_for_server_backends_gone
 
 FUZZ = settings(
@@ -40,11 +40,11 @@ junk = st.one_of(
 @pytest.fixture(scope="module")
 def debug_server(db_url: str) -> Iterator[Server]:
     """A second server with DEBUG=true: a developer's, still never a 500 for a client."""
-    before = len(sessions(db_url, SERVER_SESSIONS))  # other servers' (as make_server counts)
+    before = running_servers(db_url)  # other servers' (as make_server counts)
     srv = Server(db_url, env={"DEBUG": "true"}).start()
     yield srv
     srv.stop()
-    wait_for_server_backends_gone(db_url, leave=before)
+    wait_for_server_backends_gone(db_url, running=before)
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ from . import pgbouncer
 from .helpers import (
     DEADLINE,
     LISTENER,
-    SERVER_SESSIONS,
+    running_servers,
     sessions,
     unique,
     wait_until,
@@ -89,11 +89,11 @@ def pooled_env(bouncer: pgbouncer.PgBouncer, db_url: str) -> dict[str, str]:
 def pooled(pooled_env: dict[str, str], db_url: str) -> Iterator[Server]:
     """A hypercorn server whose every query but LISTEN goes through PgBouncer."""
     # Other servers of the suite (the session's) may hold sessions too: leave theirs.
-    before = len(sessions(db_url, SERVER_SESSIONS))
+    before = running_servers(db_url)
     server = Server(pooled_env["DATABASE_URL"], env=pooled_env).start()
     yield server
     server.stop()
-    wait_for_server_backends_gone(db_url, leave=before)  # its listener, its one direct session
+    wait_for_server_backends_gone(db_url, running=before)  # its listener; it read through the pool
 
 
 def _manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -29,7 +29,7 @@ from chat.events import Bell, InvalidPayload
 from chat.models import Room
 from chat.presence import Presence
 
-from .helpers import DEADLINE, SERVER_SESSIONS, session_cookies, sessions, wait_until_async
+from .helpers import DEADLINE, running_servers, session_cookies, wait_until_async
 from .servers import Server, insert_sql, psql, run_bench, until_text, wait_for_server_backends_gone
 from .test_user_stream import join, open_events
 
@@ -44,11 +44,11 @@ PRESENCE_FLUSH_SECONDS = 1.0  # chat/presence.py: how often a worker writes its 
 @pytest.fixture(scope="module")
 def two_workers(db_url: str) -> Iterator[Server]:
     # Servers of other modules (the session's) may be running: leave their sessions be.
-    before = len(sessions(db_url, SERVER_SESSIONS))
+    before = running_servers(db_url)
     server = Server(db_url, workers=2, env={"CHAT_PRESENCE_EXPIRY_SECONDS": EXPIRY}).start()
     yield server
     server.stop()
-    wait_for_server_backends_gone(db_url, leave=before)
+    wait_for_server_backends_gone(db_url, running=before)
 
 
 def cookie_header(cookies: dict[str, str]) -> dict[str, str]:

@@ -110,8 +110,8 @@ async def test_psql_reaction_is_live_on_room_and_user_streams(
             ("reaction.removed", "🎉", user.username),
             ("message.created", "marker", "ops"),
         ]
-        assert shown(await until_text(room_stream, "marker", room.slug)) == expected
-        assert shown(await until_text(user_stream, "marker", room.slug)) == expected
+        assert shown(await until_text(room_stream, "marker", room.slug, presence=False)) == expected
+        assert shown(await until_text(user_stream, "marker", room.slug, presence=False)) == expected
     finally:
         await room_stream.aclose()
         await user_stream.aclose()

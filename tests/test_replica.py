@@ -28,7 +28,14 @@ from chat.models import ChatMessage, Room
 from devtools.embedded_pg import EmbeddedPgError, EmbeddedPostgres, ownership
 from devtools.embedded_pg.tools import binaries_dir, run
 
-from .helpers import DEADLINE, LISTENER, READER, session_cookies, sessions, wait_until_async
+from .helpers import (
+    DEADLINE,
+    LISTENER,
+    running_servers,
+    session_cookies,
+    sessions,
+    wait_until_async,
+)
 from .servers import (
     PROJECT_DIR,
     Server,
@@ -92,14 +99,14 @@ def standby_url(standby: EmbeddedPostgres, db_url: str) -> str:
 @pytest.fixture(scope="module")
 def replicated(db_url: str, standby_url: str) -> Iterator[Server]:
     """A pgchat server reading history, replay and search from the standby."""
-    before = len(sessions(db_url, (LISTENER, READER)))
+    before = running_servers(db_url)
     server = Server(
         db_url,
         env={"CHAT_READ_DATABASE_URL": standby_url, "CHAT_READ_FENCE_SECONDS": "0.3"},
     ).start()
     yield server
     server.stop()
-    wait_for_server_backends_gone(db_url, leave=before)
+    wait_for_server_backends_gone(db_url, running=before)
 
 
 def _one(url: str, sql: str, *params: object) -> object:

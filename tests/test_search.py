@@ -20,7 +20,7 @@ from django.contrib.auth.models import User
 
 from chat.models import Room
 
-from .helpers import SERVER_SESSIONS, sessions, unique
+from .helpers import running_servers, unique
 from .servers import (
     Browserless,
     Server,
@@ -36,12 +36,12 @@ def server(request: pytest.FixtureRequest, db_url: str) -> Iterator[Server]:
     """Each test twice: with the default window, where the tests' few messages are found
     row by row, and with a window of two, where nearly everything is found through the GIN
     index (chat/search.py ``FIND``, branch 2)."""
-    before = len(sessions(db_url, SERVER_SESSIONS))
+    before = running_servers(db_url)
     window = request.param.removeprefix("window-")
     srv = Server(db_url, env={"CHAT_SEARCH_WINDOW": window}).start()
     yield srv
     srv.stop()
-    wait_for_server_backends_gone(db_url, leave=before)
+    wait_for_server_backends_gone(db_url, running=before)
 
 
 def word() -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .helpers import POLL_SECONDS, SERVER_SESSIONS, sessions, wait_until
+from .helpers import POLL_SECONDS, running_servers, wait_until
 from .servers import (
     PROJECT_DIR,
     free_port,
@@ -94,7 +94,7 @@ def test_serves_on_the_socket_it_checked(db_url: str, tmp_path: Path) -> None:
     """HOST=0.0.0.0 with ALLOWED_HOSTS, two workers: hypercorn serves the launcher's socket,
     and Django answers a page (not DisallowedHost) for an allowed name."""
     port = free_port()
-    before = len(sessions(db_url, SERVER_SESSIONS))
+    before = running_servers(db_url)
     env = {
         **os.environ,
         "DATABASE_URL": db_url,
@@ -129,7 +129,7 @@ def test_serves_on_the_socket_it_checked(db_url: str, tmp_path: Path) -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(DEADLINE)
-        wait_for_server_backends_gone(db_url, leave=before)
+        wait_for_server_backends_gone(db_url, running=before)
     output = log_path.read_text()
     assert output.startswith(f"pgchat: serving on http://0.0.0.0:{port}/  (2 worker(s);"), output
     assert output.count(running) == 2  # both workers, one socket

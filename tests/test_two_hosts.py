@@ -23,7 +23,7 @@ from chat.models import Room
 from devtools.embedded_pg import EmbeddedPgError, EmbeddedPostgres
 
 from . import pgbouncer
-from .helpers import LISTENER, SERVER_SESSIONS, session_cookies, sessions, wait_until
+from .helpers import LISTENER, running_servers, session_cookies, wait_until
 from .servers import (
     Browserless,
     Server,
@@ -62,7 +62,7 @@ def hosts(cluster: EmbeddedPostgres, db_url: str) -> Iterator[tuple[Server, Serv
         # Over TCP, so each LISTEN session's client port names the process that holds it.
         "CHAT_LISTEN_DATABASE_URL": cluster.tcp_url(name),
     }
-    before = len(sessions(db_url, SERVER_SESSIONS))
+    before = running_servers(db_url)
     a = Server(env["DATABASE_URL"], workers=WORKERS, env=env).start()
     b = Server(env["DATABASE_URL"], workers=WORKERS, env=env).start()
     try:
@@ -71,7 +71,7 @@ def hosts(cluster: EmbeddedPostgres, db_url: str) -> Iterator[tuple[Server, Serv
         a.stop()
         b.stop()
         bouncer.remove()
-        wait_for_server_backends_gone(db_url, leave=before)
+        wait_for_server_backends_gone(db_url, running=before)
 
 
 def _workers(server: Server) -> list[psutil.Process]:
