@@ -1,7 +1,7 @@
 """Hop 2's intake: the listener connection's notifications, taken in batches, paced when busy.
 
 Upstream:   the LISTEN connection of chat/listener.py (PostgreSQL's NotificationResponses).
-Downstream: chat/listener.py, which reads the log once per batch for every room it rang,
+Downstream: chat/relay.py, which reads the log once per batch for every room it rang,
             and says so (``read``).
 On failure: a batch waiting for its turn holds bells already taken off the connection; if
             the connection fails then, they go with it, like any bell sent while the

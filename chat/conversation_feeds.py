@@ -1,6 +1,6 @@
 """The listener's side of typing and presence: ephemeral bells, checked, to the room's streams.
 
-Upstream:   chat/listener.py hands over each batch's ``typing`` and ``presence`` bells
+Upstream:   chat/relay.py hands over each batch's ``typing`` and ``presence`` bells
             (``on_batch``) and its reconnects (``catch_up``).
 Downstream: the room's open streams in this process: room streams (chat/fanout.py
             ``FanOut``) and the /events streams carrying the room (``UserFanOut``), as

@@ -4,7 +4,7 @@ Upstream:   the triggers' doorbells (``chat_message_bell``, ``chat_ring_access``
             0005; ``chat_ring_membership``, ``chat_read_moved``: migration 0007;
             ``chat_record_reaction``: 0011; ``chat_ring_typing``, ``chat_ring_presence``:
             0012) and ``chat_message_json()`` (migration 0002) for a message's fields.
-Downstream: chat/listener.py parses bells; chat/sse.py frames a ChatEvent;
+Downstream: chat/relay.py parses bells; chat/sse.py frames a ChatEvent;
             chat/static/chat/messages.js reads its fields.
 On failure: a payload that does not parse is logged and skipped by the listener; nothing is
             lost: a bell carries no content, and what it points to is in the log.

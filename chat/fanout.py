@@ -1,6 +1,6 @@
 """Hop 3: the in-process fan-out: room -> the open streams' buffers, each frame made once.
 
-Upstream:   chat/listener.py publishes the events it read from the log (``publish``).
+Upstream:   chat/relay.py publishes the events it read from the log (``publish``).
 Downstream: one Subscription per open stream (chat/subscription.py), drained by chat/feed.py;
             one UserSubscription per open ``/events`` stream (``UserFanOut``).
 On failure: a stream whose buffer is full is dropped from the fan-out at once (memory stays

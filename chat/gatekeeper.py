@@ -1,6 +1,6 @@
 """Hop 3, access: when who-may-read-what changes, re-check the open streams it concerns.
 
-Upstream:   chat/listener.py, for each access bell (a room made private or deleted, a member
+Upstream:   chat/relay.py, for each access bell (a room made private or deleted, a member
             removed, a user's flags or password changed, sessions deleted), in commit order
             with the message bells, and for the periodic sweep of every open stream.
 Downstream: the Subscriptions (chat/subscription.py) whose viewer may no longer read their

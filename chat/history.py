@@ -3,7 +3,7 @@
 Upstream:   the MessageChange log and ChatMessage rows written by the trigger
             (chat/models/messages.py).
 Downstream: chat/pages.py (the page), chat/messages_api.py (JSON history), chat/feed.py
-            (a stream's replay) and chat/listener.py (what its bells point to; catch-up).
+            (a stream's replay) and chat/relay.py (what the listener's bells point to; catch-up).
 On failure: a query error ends that request or that listener connection; the database still
             holds everything, so the client's next resume (or the listener's next reconnect)
             reads it again.

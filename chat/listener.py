@@ -2,22 +2,18 @@
 
 Upstream:   the triggers' doorbells via NOTIFY (chat/models/, migration 0005): a message
             bell names a room whose log grew; an access bell names what to re-check.
-Downstream: chat/fanout.py (the events read, for every open stream of their room);
-            chat/gatekeeper.py (access re-checks, before anything later is published);
-            chat/user_feeds.py (every bell, for the ``GET /events`` streams, first);
-            chat/search_feeds.py (every bell, for the live saved searches).
+Downstream: chat/relay.py, a batch of bells at a time (chat/bell_batches.py takes them off
+            the connection, paced under load), which reads the log for chat/fanout.py,
+            re-checks access through chat/gatekeeper.py, and rings chat/user_feeds.py and
+            chat/search_feeds.py.
 On failure: NOTIFYs sent while the connection is down are gone, so on every (re)connect the
-            listener LISTENs first and then reads, in one query, what each room's
-            subscribers have not been given yet (chat/history.py), publishes it, and
-            re-checks every open stream's access. Streams stay open across a reconnect and
+            listener LISTENs first and then has the relay read, in one query, what each
+            room's subscribers have not been given yet (chat/history.py), publish it, and
+            re-check every open stream's access. Streams stay open across a reconnect and
             lose nothing.
 
-A notification is untrusted input (any role that can connect may NOTIFY): it is a doorbell.
-Content and cursors come only from the log, read once per batch of bells for every
-subscriber of the rooms rung; a forged bell costs at most one read or one re-check.
-
-The fan-out to streams is chat/fanout.py (hop 3); the notifications come in batches from
-chat/bell_batches.py (paced under load); this file is the connection and its bells.
+This file is the connection: opening it, keeping it (a probe when it is silent, a back-off
+when it fails), the heartbeat of every stream, and the subscribers' entry points.
 """
 
 from __future__ import annotations
@@ -33,14 +29,14 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from . import db, history, metrics
+from . import metrics
 from .backoff import Backoff
 from .bell_batches import BellBatches
 from .conversation_feeds import ConversationFeeds
-from .events import CHANNEL, EPHEMERAL_KINDS, USER_ROOM_KINDS, Bell, InvalidPayload
+from .events import CHANNEL
 from .fanout import FanOut
-from .gatekeeper import Gatekeeper
 from .presence import Presence
+from .relay import Relay
 from .search_feeds import SearchFeeds
 from .subscription import Subscription, Viewer
 from .user_feeds import UserFeeds
@@ -71,7 +67,6 @@ class Listener:
         self.conninfo, self.queue_size = conninfo, queue_size
         self.backoff_initial, self.heartbeat_seconds = backoff_initial, heartbeat_seconds
         self.connected = False  # LISTENing and caught up; /healthz reports it
-        self.last_lag_seconds: float | None = None  # trigger -> fan-out of the last live event
         self.stats: collections.Counter[str] = collections.Counter()
         # Which signed-in users this process's streams carry in which rooms (issue 13).
         self.presence = Presence(
@@ -84,7 +79,14 @@ class Listener:
         # At most one read of the log per read_interval under load (chat/bell_batches.py).
         self.bells = BellBatches(min_interval=read_interval, poll_seconds=self.POLL_SECONDS)
         self.recheck_seconds = recheck_seconds  # the periodic sweep of every stream's access
-        self._gatekeeper = Gatekeeper()
+        self.relay = Relay(
+            fanout=self.fanout,
+            users=self.users,
+            searches=self.searches,
+            conversation=self.conversation,
+            bells=self.bells,
+            count=self._count,
+        )
         # Made in start(), not here: asyncio objects must belong to the running loop.
         self._task: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -160,6 +162,15 @@ class Listener:
     def subscriber_count(self) -> int:
         return self.fanout.subscriber_count
 
+    @property
+    def last_lag_seconds(self) -> float | None:
+        """Trigger -> fan-out of the last live event (/healthz)."""
+        return self.relay.last_lag_seconds
+
+    async def sweep(self) -> None:
+        """Re-check every open stream's access now (chat/relay.py)."""
+        await self.relay.sweep()
+
     # -- the connection --------------------------------------------------------------------
 
     async def _run(self, stopping: asyncio.Event) -> None:
@@ -178,7 +189,7 @@ class Listener:
                 ) as conn:
                     await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
                     # LISTEN is live before we look back, so nothing falls between the two.
-                    await self._catch_up(conn)
+                    await self.relay.catch_up(conn)
                     backoff = Backoff(self.backoff_initial)
                     self._set_connected(True)
                     await self._relay(conn, stopping)
@@ -209,19 +220,6 @@ class Listener:
         elif not quietly:
             logger.warning("listener disconnected")
 
-    async def _catch_up(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        """After (re)connecting: what each room's subscribers missed while there was no
-        LISTEN, and every open stream's access again (access bells may have been missed,
-        a user's among them: every session is resolved again)."""
-        self._gatekeeper.forget_all()
-        events = await self._read_and_publish(conn, self.fanout.rooms)
-        if events:
-            logger.info("caught up %d events", events)
-        await self._recheck(conn, self.fanout.subscriptions())
-        await self.users.catch_up(conn)
-        await self.searches.catch_up(conn)
-        await self.conversation.catch_up(conn)
-
     async def _relay(self, conn: psycopg.AsyncConnection[Any], stopping: asyncio.Event) -> None:
         """Handle notifications as they come, until stop() or a connection error."""
         last_heard = time.monotonic()
@@ -229,101 +227,11 @@ class Listener:
             batch = await self.bells.next(conn)
             if batch:
                 last_heard = time.monotonic()
-                await self._deliver(conn, batch)
+                await self.relay.deliver(conn, batch)
             elif time.monotonic() - last_heard > self.PING_SECONDS:
                 async with asyncio.timeout(self.PING_SECONDS):  # a hung peer raises here
                     await conn.execute("SELECT 1")
                 last_heard = time.monotonic()
-
-    async def _deliver(self, conn: psycopg.AsyncConnection[Any], payloads: list[str]) -> None:
-        """Ring the batch's bells in commit order: message bells gather the rooms to read
-        from the log (one query for all of them); an access bell first publishes what was
-        gathered (committed before the change, so still theirs to see), then re-checks the
-        streams it concerns before anything later is published."""
-        bells = [bell for payload in payloads if (bell := self._parse(payload)) is not None]
-        await self.users.on_batch(conn, bells)  # GET /events: chat/user_feeds.py
-        await self.searches.on_batch(conn, bells)  # GET /search/events: chat/search_feeds.py
-        rooms: dict[str, None] = {}  # rooms to read, in order of their first bell
-        ephemeral: list[Bell] = []  # typing and presence bells since the last message bell
-        latest_at: float | None = None
-        for bell in bells:
-            if bell.kind in USER_ROOM_KINDS:  # for /events (issue 12), not
-                continue  # an access change: a removal rings its own access bell
-            if bell.kind in EPHEMERAL_KINDS:  # never in the log: chat/conversation_feeds.py
-                if rooms:  # in commit order with the messages around them
-                    await self._read_and_publish(conn, list(rooms))
-                    rooms.clear()
-                ephemeral.append(bell)
-                continue
-            if ephemeral:
-                await self.conversation.on_batch(conn, ephemeral)
-                ephemeral = []
-            if bell.kind == "message":
-                assert bell.room is not None  # Bell.from_payload checks it
-                # The seq hint only ever saves a read; a forged one can't skip a real bell.
-                if self.fanout.wants(bell.room, bell.seq):
-                    rooms[bell.room] = None
-                    latest_at = bell.at if bell.at is not None else latest_at
-                continue
-            await self._read_and_publish(conn, list(rooms))
-            rooms.clear()
-            await self._recheck(conn, self._gatekeeper.concerned(bell, self.fanout.subscriptions))
-        if rooms:
-            await self._read_and_publish(conn, list(rooms))
-            self._observe_lag(latest_at)
-        if ephemeral:
-            await self.conversation.on_batch(conn, ephemeral)
-
-    async def _read_and_publish(self, conn: psycopg.AsyncConnection[Any], rooms: list[str]) -> int:
-        """Read what the log holds past what each room's streams were given; publish it."""
-        positions = self.fanout.positions(rooms)
-        if not positions:
-            return 0
-        self._count("log_reads")
-        self.bells.read()  # under load, the next batch waits its turn (chat/bell_batches.py)
-        events = await history.changes_after_each(conn, positions)
-        for event in events:
-            self.fanout.publish(event)
-        return len(events)
-
-    async def _recheck(self, conn: psycopg.AsyncConnection[Any], subs: list[Subscription]) -> None:
-        if not subs:
-            return
-        self._count("access_checks")
-        for sub in await self._gatekeeper.refused(conn, subs):
-            self.unsubscribe(sub)  # its stream ends; a reconnect is refused at open
-            self._count("revoked")
-            logger.info("ended a stream of %r: its viewer may no longer read it", sub.room)
-
-    async def sweep(self) -> None:
-        """Re-check every open stream against the rule now (the periodic sweep): whatever a
-        missed bell or an expired session left open, closes here."""
-        self._gatekeeper.forget_all()
-        async with db.connection() as conn:
-            await self._recheck(conn, self.fanout.subscriptions())
-            await self.users.catch_up(conn)
-            await self.searches.catch_up(conn)
-        self._gatekeeper.forget_sessions_except(
-            key for sub in self.fanout.subscriptions() if (key := sub.viewer.session_key)
-        )
-
-    def _parse(self, payload: str) -> Bell | None:
-        try:
-            return Bell.from_payload(payload)
-        except InvalidPayload as exc:
-            self._count("invalid_payloads")
-            logger.warning("ignored a notification on %r: %s", CHANNEL, exc)
-            return None
-
-    def _observe_lag(self, at: float | None) -> None:
-        """Trigger -> every subscriber's buffer, for the last bell of a batch. ``at`` comes
-        from a notification, so it is only believed within a day of now."""
-        if at is None:
-            return
-        lag = time.time() - at
-        if 0 <= lag < 86400:
-            self.last_lag_seconds = lag
-            metrics.NOTIFY_TO_SEND.observe(lag)
 
     def _count(self, name: str, amount: int = 1) -> None:
         self.stats[name] += amount  # this process's, for /healthz

@@ -1,7 +1,7 @@
 """The listener's side of ``GET /search/events`` (live saved searches): the open saved
 searches, and matching each batch's new messages against all of them in one statement.
 
-Upstream:   chat/listener.py hands over each batch of bells (``on_batch``), its reconnects
+Upstream:   chat/relay.py hands over each batch of bells (``on_batch``), its reconnects
             and the periodic sweep (``catch_up``); chat/search_stream.py registers streams.
 Downstream: each stream's SearchSubscription (a TokenBuffer): ``search.match`` frames, the
             batch's resume token on its last frame.

@@ -1,7 +1,7 @@
 """The listener's side of ``GET /events``: which rooms each user stream carries, and the log
 read by snapshot for all of them.
 
-Upstream:   chat/listener.py hands over each batch of bells (``on_batch``), its reconnects
+Upstream:   chat/relay.py hands over each batch of bells (``on_batch``), its reconnects
             (``catch_up``) and the periodic sweep; chat/user_stream.py registers streams.
 Downstream: chat/fanout.py ``UserFanOut`` (frames, ``room.joined`` / ``room.left`` /
             ``room.read`` events, closing streams whose session ended).
