@@ -22,7 +22,7 @@ from chat import db
 from chat.models import Room
 from devtools.embedded_pg import EmbeddedPostgres
 
-from .helpers import DEADLINE, PASSWORD, running_servers, terminate, unique
+from .helpers import DEADLINE, PASSWORD, running_servers, terminate, unique, wait_until
 from .servers import PROJECT_DIR, Browserless, Server, database_url, wait_for_server_backends_gone
 
 # Scratch clusters live inside the project, not /tmp: as root the server runs as the
@@ -145,6 +145,16 @@ def make_server(db_url: str) -> Iterator[Callable[..., Server]]:
     for server, before in reversed(started):
         server.stop()
         wait_for_server_backends_gone(server.db_url, running=before)
+
+
+@pytest.fixture
+def listeners_back(db_url: str) -> Iterator[None]:
+    """For tests that kill every server's listener (tests/servers.py kill_listeners): the
+    servers that ran before the test (the session's, a module's) are listening again when
+    it ends, so the next test's count of running servers starts from all of them."""
+    before = running_servers(db_url)
+    yield
+    wait_until(lambda: running_servers(db_url) >= before, what="the listeners are back")
 
 
 @pytest.fixture

@@ -82,6 +82,9 @@ class Server:
         self.process: subprocess.Popen[bytes] | None = None
         OUTPUT_DIR.mkdir(exist_ok=True)
         self.log_path = OUTPUT_DIR / f"hypercorn-{self.port}.log"
+        # A new server's log starts empty: ports come round again within a run (and across
+        # runs), and tests read the whole log. A restart of this one appends (start()).
+        self.log_path.write_bytes(b"")
 
     @property
     def url(self) -> str:
@@ -288,26 +291,36 @@ async def collect(client: SSEClient, count: int, deadline: float = DEADLINE) -> 
     return events
 
 
+# Events that come on their own clock, not the test's: a worker flushes presence once a
+# second (chat/presence.py), so a signed-in stream's own arrival lands anywhere among the
+# events that follow; and a join written from psql rings room.joined and room.read, which
+# may reach a /events stream that opened after the join's commit but before its bells.
+ON_THEIR_OWN_CLOCK = ("presence.", "room.")
+
+
 async def until_text(
-    stream: SSEClient, text: str, room: str, *, presence: bool = True
+    stream: SSEClient, text: str, room: str, *, skip: tuple[str, ...] = ()
 ) -> list[Event]:
     """The stream's events of ``room`` up to the message.created of ``text`` (the marker
-    that proves nothing else of that room came before it).
-
-    ``presence=False`` leaves out presence.joined/left: a worker writes presence on its own
-    clock (chat/presence.py flushes once a second), so a signed-in stream's own arrival
-    lands anywhere among the events of a test about something else."""
+    that proves nothing else of that room came before it), but for those whose name starts
+    with one of ``skip`` (ON_THEIR_OWN_CLOCK, for tests about something else)."""
     seen: list[Event] = []
     async with asyncio.timeout(DEADLINE):
         while True:
             event = await stream.next_event()
             if event.json().get("room") != room:
                 continue
-            if not presence and event.name.startswith("presence."):
+            if event.name.startswith(skip):
                 continue
             seen.append(event)
             if event.name == "message.created" and event.json()["text"] == text:
                 return seen
+
+
+async def conversation_until(stream: SSEClient, text: str, room: str) -> list[Event]:
+    """``until_text`` but for the events that come on their own clock (ON_THEIR_OWN_CLOCK):
+    for tests of typing, reactions and the like on streams of signed-in users."""
+    return await until_text(stream, text, room, skip=ON_THEIR_OWN_CLOCK)
 
 
 def wait_for_server_backends_gone(db_url: str, *, running: int = 0) -> None:

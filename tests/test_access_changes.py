@@ -22,10 +22,9 @@ from django.contrib.auth.models import AbstractUser, User
 from bench.sse_client import SSEClient, SSEError
 from chat.models import Room
 
-from .helpers import PASSWORD, running_servers, unique
+from .helpers import DEADLINE, PASSWORD, running_servers, unique
 from .servers import Browserless, Server, insert_sql, psql, wait_for_server_backends_gone
 
-DEADLINE = 10.0  # seconds for a stream to end or an event to arrive; typically milliseconds
 STREAMS_PER_VIEWER = 6  # spread over the two workers by the kernel
 
 

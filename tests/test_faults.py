@@ -20,6 +20,9 @@ from devtools.embedded_pg import EmbeddedPostgres
 from .helpers import DEADLINE, SERVER_SESSIONS, sessions, unique, wait_until_async
 from .servers import Server, collect, insert_sql, kill_listeners, logged_seqs, psql
 
+# Some of these kill every server's listener: each ends with the others' back.
+pytestmark = pytest.mark.usefixtures("listeners_back")
+
 SOAK_SECONDS = 20  # how long the soak writes, reconnects and kills; bounded by design
 
 

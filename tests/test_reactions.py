@@ -17,7 +17,7 @@ from bench.sse_client import Event
 from chat.models import ChatMessage, Reaction, Room
 
 from .helpers import session_cookies, unique
-from .servers import Browserless, Server, insert_sql, psql, until_text
+from .servers import Browserless, Server, conversation_until, insert_sql, psql, until_text
 from .test_user_stream import join, open_events
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
@@ -110,8 +110,8 @@ async def test_psql_reaction_is_live_on_room_and_user_streams(
             ("reaction.removed", "🎉", user.username),
             ("message.created", "marker", "ops"),
         ]
-        assert shown(await until_text(room_stream, "marker", room.slug, presence=False)) == expected
-        assert shown(await until_text(user_stream, "marker", room.slug, presence=False)) == expected
+        assert shown(await conversation_until(room_stream, "marker", room.slug)) == expected
+        assert shown(await conversation_until(user_stream, "marker", room.slug)) == expected
     finally:
         await room_stream.aclose()
         await user_stream.aclose()

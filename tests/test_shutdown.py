@@ -16,9 +16,9 @@ import pytest
 from chat import shutdown_noise
 from chat.models import ChatMessage, Room
 
+from .helpers import DEADLINE
 from .servers import Server
 
-DEADLINE = 15.0
 STREAMS = 8
 ALARMS = ("Traceback", "never retrieved", "CancelledError", "Error in ASGI")
 

@@ -19,7 +19,7 @@ from bench.sse_client import Event
 from chat.models import MessageChange, Room
 
 from .helpers import DEADLINE, session_cookies, unique
-from .servers import Browserless, Server, insert_sql, psql, until_text
+from .servers import Browserless, Server, conversation_until, insert_sql, psql
 from .test_user_stream import join, open_events
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
@@ -64,12 +64,12 @@ async def test_typing_reaches_the_other_streams_without_an_id(
         assert response.status_code == 204
         await psql(db_url, insert_sql(room.slug, "marker"))
         for stream in (bob_room, bob_events, anonymous):
-            events = await until_text(stream, "marker", room.slug, presence=False)
+            events = await conversation_until(stream, "marker", room.slug)
             assert names(events) == [("typing", alice.username), ("message.created", "marker")]
             assert events[0].json() == {"room": room.slug, "user": alice.username}
             assert events[0].id is None
         # The typist's own stream is not told.
-        assert names(await until_text(alice_own, "marker", room.slug, presence=False)) == [
+        assert names(await conversation_until(alice_own, "marker", room.slug)) == [
             ("message.created", "marker")
         ]
     finally:
@@ -87,16 +87,16 @@ async def test_typing_is_never_replayed_on_resume(
     room_stream = await server.stream(room.slug)
     user_stream = await open_events(server, cookies)
     await psql(db_url, insert_sql(room.slug, "before"))
-    [before_room] = await until_text(room_stream, "before", room.slug, presence=False)
-    [before_user] = await until_text(user_stream, "before", room.slug, presence=False)
+    [before_room] = await conversation_until(room_stream, "before", room.slug)
+    [before_user] = await conversation_until(user_stream, "before", room.slug)
     assert (await typist.request("POST", f"/rooms/{room.slug}/typing")).status_code == 204
     await psql(db_url, insert_sql(room.slug, "after"))
     # Live, both got it: the typing happened between the two messages.
-    assert [e.name for e in await until_text(room_stream, "after", room.slug, presence=False)] == [
+    assert [e.name for e in await conversation_until(room_stream, "after", room.slug)] == [
         "typing",
         "message.created",
     ]
-    assert [e.name for e in await until_text(user_stream, "after", room.slug, presence=False)] == [
+    assert [e.name for e in await conversation_until(user_stream, "after", room.slug)] == [
         "typing",
         "message.created",
     ]
@@ -107,7 +107,7 @@ async def test_typing_is_never_replayed_on_resume(
     try:
         await psql(db_url, insert_sql(room.slug, "marker"))
         for stream in (resumed_room, resumed_user):
-            assert names(await until_text(stream, "marker", room.slug, presence=False)) == [
+            assert names(await conversation_until(stream, "marker", room.slug)) == [
                 ("message.created", "after"),
                 ("message.created", "marker"),
             ]
@@ -126,7 +126,7 @@ async def test_typing_fans_out_once_per_throttle_interval(
         for _ in range(3):  # well within the throttle's 2.5 s on any machine that runs this
             assert (await typist.request("POST", f"/rooms/{room.slug}/typing")).status_code == 204
         await psql(db_url, insert_sql(room.slug, "marker"))
-        assert [e.name for e in await until_text(stream, "marker", room.slug, presence=False)] == [
+        assert [e.name for e in await conversation_until(stream, "marker", room.slug)] == [
             "typing",
             "message.created",
         ]
@@ -176,7 +176,7 @@ async def test_a_forged_typing_bell_delivers_nothing(
             f"INSERT INTO chat_typing (room_id, user_id) VALUES ('{room.slug}', {alice.pk})",
             insert_sql(room.slug, "marker"),
         )
-        assert names(await until_text(stream, "marker", room.slug, presence=False)) == [
+        assert names(await conversation_until(stream, "marker", room.slug)) == [
             ("typing", alice.username),
             ("message.created", "marker"),
         ]

@@ -16,10 +16,8 @@ import pytest
 from bench.sse_client import SSEClient
 from chat.models import ChatMessage, Room
 
-from .helpers import unique
+from .helpers import DEADLINE, unique
 from .servers import Server, insert_sql, logged_seqs, psql
-
-DEADLINE = 10.0
 
 
 def notify(payload: dict[str, Any] | str) -> str:

@@ -29,6 +29,8 @@ from .servers import Browserless, Server, insert_sql, psql
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
+BELL_NOT_SWEEP_SECONDS = 10.0  # a bell took effect; the sweep would take an hour
+
 
 async def open_events(
     server: Server,
@@ -313,7 +315,9 @@ async def test_membership_changes_reach_open_streams_on_every_worker(
             )
             for events in left:
                 assert [(e.name, e.json()) for e in events] == [("room.left", {"room": room})]
-                assert events[0].received_at - written < 1.0
+                # On the bell, not at the sweep (CHAT_ACCESS_RECHECK_SECONDS, an hour): far
+                # sooner than that, with room for a loaded machine.
+                assert events[0].received_at - written < BELL_NOT_SWEEP_SECONDS
             await psql(db_url, insert_sql(room, "not for you"), insert_sql(home.slug, f"m {room}"))
             assert await everyone(text_is(f"m {room}")) == [
                 [("message.created", home.slug, f"m {room}")]
@@ -450,7 +454,11 @@ async def test_a_stuck_stream_is_dropped_and_resumes_from_its_last_token(
     room = (await sync_to_async(make_room)()).slug
     await join(db_url, member, room)
     cookies = await session_cookies(server.url, member.username)
-    stuck = await open_events(server, cookies, receive_buffer=4096)  # no read from here on
+    stuck = await open_events(server, cookies, receive_buffer=4096)
+    # One frame of the room sent and read first: under load the flood can fill the 8-frame
+    # buffer before the stream's first send, and then this client was sent none of it.
+    await psql(db_url, insert_sql(room, "first"))
+    read = await until(stuck, text_is("first"), {room})  # no read from here on
     count = 600  # 7 MB: more than the kernel buffers on a loopback connection hold
     await psql(  # one transaction each (COMMIT in a DO block), 12 kB frames
         db_url,
@@ -464,7 +472,6 @@ async def test_a_stuck_stream_is_dropped_and_resumes_from_its_last_token(
         return bool((await server.health_async())[1]["counters"].get("slow_drops", 0) >= 1)
 
     await wait_until_async(dropped)
-    read: list[Event] = []
     async with asyncio.timeout(DEADLINE):
         async for event in stuck.events():  # what was sent before the end, then EOF
             if event.json()["room"] == room:
@@ -475,10 +482,10 @@ async def test_a_stuck_stream_is_dropped_and_resumes_from_its_last_token(
     try:
         await psql(db_url, insert_sql(room, "marker"))
         rest = await until(resumed, text_is("marker"), {room})
-        assert read, "the stuck client was sent nothing"
         assert read[-1].id == token  # whole batches only: the last one ends with its token
-        assert len(read) < count  # it was dropped before the end
+        assert len(read) < 1 + count  # it was dropped before the end
         assert [e.json()["text"].split(" ")[0] for e in read + rest] == [
+            "first",
             *(str(i) for i in range(count)),
             "marker",
         ]

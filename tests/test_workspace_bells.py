@@ -21,11 +21,9 @@ from django.contrib.auth.models import User
 from chat.events import USER_ROOM_KINDS, Bell
 from chat.models import Room
 
-from .helpers import unique
+from .helpers import DEADLINE, unique
 from .servers import Server, insert_sql, psql
 from .workspace_clients import logged_in, post_json
-
-DEADLINE_SECONDS = 10.0
 
 
 class Bells:
@@ -38,7 +36,7 @@ class Bells:
         """The (kind, user) of every bell of ``room`` but message bells, up to and including
         the first one equal to ``last``."""
         heard: list[tuple[str, int | None]] = []
-        async for notify in self.conn.notifies(timeout=DEADLINE_SECONDS):
+        async for notify in self.conn.notifies(timeout=DEADLINE):
             payload = json.loads(notify.payload)
             if payload.get("room") != room or payload["kind"] == "message":
                 continue
@@ -46,7 +44,7 @@ class Bells:
             heard.append((bell.kind, bell.user))
             if heard[-1] == last:
                 return heard
-        raise AssertionError(f"no {last} bell for {room} within {DEADLINE_SECONDS} s: {heard}")
+        raise AssertionError(f"no {last} bell for {room} within {DEADLINE} s: {heard}")
 
 
 @pytest.fixture
@@ -157,7 +155,7 @@ async def test_the_listener_parses_workspace_bells_and_rechecks_nothing(
             read = await post_json(client, f"/rooms/{other_room.slug}/read", {"cursor": 1})
             assert read.status_code == 200  # moved: the join left it at 0
             await psql(db_url, insert_sql(room.slug, "marker"))  # committed after the bells
-            async with asyncio.timeout(DEADLINE_SECONDS):
+            async with asyncio.timeout(DEADLINE):
                 while (await stream.next_event()).json().get("text") != "marker":
                     pass
         finally:
