@@ -7,10 +7,10 @@ Downstream: chat/relay.py, a batch of bells at a time (chat/bell_batches.py take
             re-checks access through chat/gatekeeper.py, and rings chat/user_feeds.py and
             chat/search_feeds.py.
 On failure: NOTIFYs sent while the connection is down are gone, so on every (re)connect the
-            listener LISTENs first and then has the relay read, in one query, what each
-            room's subscribers have not been given yet (chat/history.py), publish it, and
-            re-check every open stream's access. Streams stay open across a reconnect and
-            lose nothing.
+            listener LISTENs first and then has the relay re-check every open stream's
+            access, then read, in one query, what each room's subscribers have not been
+            given yet (chat/history.py), and publish it. Streams that keep access stay
+            open across a reconnect and lose nothing.
 
 This file is the connection: opening it, keeping it (a probe when it is silent, a back-off
 when it fails), the heartbeat of every stream, and the subscribers' entry points.

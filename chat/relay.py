@@ -9,9 +9,9 @@ Downstream: chat/fanout.py (what the log holds past each room's streams, read on
             (every bell, for ``GET /events`` and ``GET /search/events``, first);
             chat/conversation_feeds.py (typing and presence, never in the log).
 On failure: a read or a re-check that fails raises to the listener, which drops the
-            connection and, once it is back, calls ``catch_up``: it reads the log for every
-            room its streams carry and re-checks every stream with every session resolved
-            again, so what the lost batch pointed to is found anyway.
+            connection and, once it is back, calls ``catch_up``: it re-checks every stream
+            with every session resolved again, then reads the log for every room its
+            streams carry, so what the lost batch pointed to is found anyway.
 
 A payload is untrusted input (any role that can connect may NOTIFY): a bell is a doorbell.
 Content and cursors come only from the log; a forged bell costs at most one read or one
@@ -59,14 +59,19 @@ class Relay:
         self.last_lag_seconds: float | None = None  # trigger -> fan-out of the last live event
 
     async def catch_up(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        """After (re)connecting: what each room's subscribers missed while there was no
-        LISTEN, and every open stream's access again (access bells may have been missed,
-        a user's among them: every session is resolved again)."""
+        """After (re)connecting: every open stream's access again (access bells may have
+        been missed, a user's among them: every session is resolved again), then what each
+        room's remaining subscribers missed while there was no LISTEN.
+
+        Access first: what was missed may hold an access change and messages after it,
+        in an order this read cannot tell, so a stream that lost access ends before anything
+        of the outage is handed out. All it misses is what came before its change, which
+        it could not have resumed anyway (a reopen is refused)."""
         self.gatekeeper.forget_all()
+        await self._recheck(conn, self.fanout.subscriptions())
         events = await self._read_and_publish(conn, self.fanout.rooms)
         if events:
             logger.info("caught up %d events", events)
-        await self._recheck(conn, self.fanout.subscriptions())
         await self.users.catch_up(conn)
         await self.searches.catch_up(conn)
         await self.conversation.catch_up(conn)

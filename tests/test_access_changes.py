@@ -23,7 +23,14 @@ from bench.sse_client import SSEClient, SSEError
 from chat.models import Room
 
 from .helpers import DEADLINE, PASSWORD, running_servers, unique
-from .servers import Browserless, Server, insert_sql, psql, wait_for_server_backends_gone
+from .servers import (
+    Browserless,
+    Server,
+    insert_sql,
+    kill_listeners,
+    psql,
+    wait_for_server_backends_gone,
+)
 
 STREAMS_PER_VIEWER = 6  # spread over the two workers by the kernel
 
@@ -135,6 +142,29 @@ async def test_room_made_private_ends_anonymous_streams_but_not_members(
         await two_workers.stream(room.slug)
     assert refused.value.status == 404
     await alice_client.__aexit__(None, None, None)
+
+
+@pytest.mark.usefixtures("listeners_back")  # every server's listener is killed
+async def test_access_lost_while_the_listener_was_away_ends_the_stream_first(
+    make_server: Callable[..., Server], room: Room, db_url: str, closing: list[Any]
+) -> None:
+    """The access bell went while no LISTEN was up: the reconnect re-checks the streams
+    before it hands out what was written meanwhile, so the message committed after the
+    change still never reaches the stream that lost access."""
+    server = make_server(CHAT_LISTENER_BACKOFF="5")  # a window to write in while it is away
+    stream = await server.stream(room.slug)
+    closing.append(stream)
+    await psql(db_url, insert_sql(room.slug, "before"))
+    await receives(stream, "before")
+    await kill_listeners(db_url)
+    await server.wait_health_async(503)  # away: the bell below is heard by nobody
+    await psql(
+        db_url,
+        f"UPDATE chat_room SET is_private = true WHERE slug = '{room.slug}'",
+        insert_sql(room.slug, "members only now"),
+    )
+    await server.wait_health_async(200)  # back, caught up
+    await ends_without(stream, "members only now")
 
 
 async def test_room_deleted_and_recreated_private_by_another_user(
