@@ -30,7 +30,8 @@ import psycopg
 
 from . import presence, sse
 from .events import Bell
-from .fanout import FanOut, UserFanOut
+from .fanout import FanOut
+from .user_fanout import UserFanOut
 
 logger = logging.getLogger("pgchat.conversation")
 

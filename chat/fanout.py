@@ -1,8 +1,8 @@
 """Hop 3: the in-process fan-out: room -> the open streams' buffers, each frame made once.
 
 Upstream:   chat/relay.py publishes the events it read from the log (``publish``).
-Downstream: one Subscription per open stream (chat/subscription.py), drained by chat/feed.py;
-            one UserSubscription per open ``/events`` stream (``UserFanOut``).
+Downstream: one Subscription per open stream (chat/subscription.py), drained by chat/feed.py.
+            (The ``/events`` streams have their own: chat/user_fanout.py.)
 On failure: a stream whose buffer is full is dropped from the fan-out at once (memory stays
             bounded) and its feed catches up from the log; nothing here is a record of
             anything, so a process that dies loses only buffers the log still holds.
@@ -17,15 +17,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from . import metrics, sse
 from .events import ChatEvent
-from .log_by_snapshot import Window
-from .position import Snapshot
 from .presence import Presence
 from .subscription import Subscription, Viewer
-from .user_subscription import UserSubscription
 
 logger = logging.getLogger("pgchat.fanout")
 
@@ -46,18 +42,29 @@ class FanOut:
         self._presence = presence  # told of each signed-in stream's open and close
         self._rooms: dict[str, set[Subscription]] = {}  # room slug -> its open streams
         self._published: dict[str, int] = {}  # room slug -> highest seq published
+        # room slug -> the highest cursor an open read while one of its streams was here;
+        # with _published, what a later open of the room may start from (``handled``).
+        self._cursors: dict[str, int] = {}
 
     def subscribe(
         self, room: str, seq: int, viewer: Viewer = Viewer.ANONYMOUS, member: int | None = None
     ) -> Subscription:
         """A buffer for a new stream, held by ``viewer`` (signed in as ``member``, for
         presence), given everything up to ``seq``."""
-        sub = Subscription(room, seq, self.queue_size, viewer, member)
+        sub = Subscription(room, seq, self.queue_size, viewer)
         self._rooms.setdefault(room, set()).add(sub)
         metrics.SUBSCRIBERS.labels(room).inc()
-        if member is not None and self._presence is not None:
-            self._presence.enter(room, member)
+        self.attend(sub, member)
         return sub
+
+    def attend(self, sub: Subscription, member: int | None) -> None:
+        """``member`` holds ``sub``: present in its room (an open does this once its access
+        check has passed, so a refused one is never seen there)."""
+        if member is None or sub.member is not None or sub not in self._rooms.get(sub.room, ()):
+            return
+        sub.member = member
+        if self._presence is not None:
+            self._presence.enter(sub.room, member)
 
     def unsubscribe(self, sub: Subscription, *, fell_behind: bool = False) -> None:
         """Close and forget a subscription; idempotent (it may have been dropped)."""
@@ -71,6 +78,7 @@ class FanOut:
             if not subs:
                 del self._rooms[sub.room]
                 self._published.pop(sub.room, None)
+                self._cursors.pop(sub.room, None)
 
     def close_all(self) -> None:
         """The server is stopping: every stream ends; browsers reconnect elsewhere."""
@@ -80,6 +88,7 @@ class FanOut:
             metrics.SUBSCRIBERS.labels(room).dec(len(subs))
         self._rooms.clear()
         self._published.clear()
+        self._cursors.clear()
 
     def heartbeat(self) -> None:
         for subs in self._rooms.values():
@@ -115,6 +124,26 @@ class FanOut:
             if (subs := self._rooms.get(room))
         }
 
+    def note_cursor(self, sub: Subscription, cursor: int) -> None:
+        """``sub``'s open read the room's cursor after subscribing: kept for ``handled`` if
+        ``sub`` is still here (so the room has been watched since before that read)."""
+        if sub in self._rooms.get(sub.room, ()):
+            self._cursors[sub.room] = max(self._cursors.get(sub.room, 0), cursor)
+
+    def handled(self, room: str) -> int | None:
+        """A position of the room from which a new stream needs no read of the log, or None.
+
+        Everything at or below it was committed before now; everything above it reaches
+        every stream of the room from the listener. It is the highest seq published here,
+        or the highest cursor an open read after subscribing, and it is only known while
+        the room has stayed watched since (a room left by its last stream forgets it): any
+        change committed after such a read rang a bell that found the room watched.
+        """
+        if room not in self._rooms:
+            return None
+        marks = [m for m in (self._published.get(room), self._cursors.get(room)) if m is not None]
+        return max(marks) if marks else None
+
     @property
     def subscriber_count(self) -> int:
         return sum(len(subs) for subs in self._rooms.values())
@@ -137,143 +166,3 @@ class FanOut:
             self.unsubscribe(sub, fell_behind=True)  # freed now, and the feed catches up
             self._count("slow_drops", 1)  # from the table when it can write again
             logger.info("dropped a slow subscriber of %r (buffer full)", event.room)
-
-
-class UserFanOut:
-    """Every open ``/events`` stream of this process, by room and by user; the listener's
-    batches become one frame per change, shared by every stream of its room."""
-
-    def __init__(
-        self,
-        queue_size: int,
-        count: Callable[[str, int], None],
-        presence: Presence | None = None,
-    ) -> None:
-        self.queue_size = queue_size
-        self._count = count
-        self._presence = presence  # a user is present in each room their stream carries
-        self._by_room: dict[str, set[UserSubscription]] = {}
-        self._by_user: dict[int, set[UserSubscription]] = {}
-
-    def subscribe_user(
-        self, viewer: Viewer, rooms: set[str], delivered: Snapshot
-    ) -> UserSubscription:
-        sub = UserSubscription(viewer, rooms, delivered, self.queue_size)
-        self._by_user.setdefault(sub.user_id, set()).add(sub)
-        metrics.USER_STREAMS.inc()
-        for room in rooms:
-            self._by_room.setdefault(room, set()).add(sub)
-            if self._presence is not None:
-                self._presence.enter(room, sub.user_id)
-        return sub
-
-    def unsubscribe_user(self, sub: UserSubscription, *, fell_behind: bool = False) -> None:
-        """Close and forget a user stream; idempotent."""
-        sub.close(fell_behind=fell_behind)
-        for room in list(sub.rooms):
-            self._forget(sub, room)
-        subs = self._by_user.get(sub.user_id)
-        if subs is not None and sub in subs:
-            subs.remove(sub)
-            metrics.USER_STREAMS.dec()
-            if not subs:
-                del self._by_user[sub.user_id]
-            if self._presence is not None:  # once: the stream was still registered
-                for room in sub.rooms:
-                    self._presence.leave(room, sub.user_id)
-
-    def add_room(self, sub: UserSubscription, room: str) -> None:
-        if room not in sub.rooms and self._presence is not None:
-            self._presence.enter(room, sub.user_id)
-        sub.rooms.add(room)
-        self._by_room.setdefault(room, set()).add(sub)
-
-    def remove_room(self, sub: UserSubscription, room: str) -> None:
-        """The stream stops carrying the room at once: nothing later of it is offered."""
-        if room in sub.rooms and self._presence is not None:
-            self._presence.leave(room, sub.user_id)
-        sub.rooms.discard(room)
-        self._forget(sub, room)
-
-    def _forget(self, sub: UserSubscription, room: str) -> None:
-        subs = self._by_room.get(room)
-        if subs is not None:
-            subs.discard(sub)
-            if not subs:
-                del self._by_room[room]
-
-    @property
-    def rooms(self) -> list[str]:
-        return sorted(self._by_room)
-
-    def watches(self, room: str) -> bool:
-        return room in self._by_room
-
-    def subscriptions(
-        self, *, user: int | None = None, room: str | None = None
-    ) -> list[UserSubscription]:
-        if user is not None:
-            return list(self._by_user.get(user, ()))
-        if room is not None:
-            return list(self._by_room.get(room, ()))
-        return [sub for subs in self._by_user.values() for sub in subs]
-
-    @property
-    def count(self) -> int:
-        return sum(len(subs) for subs in self._by_user.values())
-
-    def heartbeat(self) -> None:
-        for subs in self._by_user.values():
-            for sub in subs:
-                sub.heartbeat()
-
-    def close_all(self) -> None:
-        for sub in self.subscriptions():
-            sub.close()
-        metrics.USER_STREAMS.dec(self.count)
-        self._by_room.clear()
-        self._by_user.clear()
-
-    def publish_window(self, window: Window, previous: Snapshot) -> None:
-        """A log read's transactions (everything ``window.target`` adds to ``previous``), to
-        the streams of their rooms that lack them; then every stream has everything visible
-        in ``window.target``: the token on its batch."""
-        batches: dict[UserSubscription, list[bytes]] = {}
-        for txn in window.transactions:
-            for event in txn.events:
-                subs = self._by_room.get(event.room)
-                if not subs:
-                    continue
-                frame = sse.encode_untagged(event.name, event.message)
-                self._count("events", 1)
-                for sub in subs:
-                    # At ``previous`` (most streams): lacks it by construction. Otherwise its
-                    # client's token may already hold it (a resume from another worker).
-                    if sub.delivered is previous or not sub.delivered.visible(txn.txid):
-                        batches.setdefault(sub, []).append(frame)
-        for subs in self._by_user.values():
-            for sub in subs:  # the same object for most: the tokens are encoded once
-                at = sub.delivered
-                sub.delivered = window.target if at is previous else at.union(window.target)
-        for sub, frames in batches.items():
-            self.offer(sub, frames)
-
-    def notify_user(self, user: int, name: str, data: dict[str, Any]) -> None:
-        """One of the user's own events (``room.joined``, ...) to each of their streams."""
-        frame = sse.encode_untagged(name, data)
-        for sub in self.subscriptions(user=user):
-            self.offer(sub, [frame])
-
-    def offer_ephemeral(self, sub: UserSubscription, frame: bytes) -> None:
-        """A frame that is not in the log (typing, presence): no token, so it moves no
-        client's Last-Event-ID; best effort (UserSubscription.offer_ephemeral)."""
-        sub.offer_ephemeral(frame)
-
-    def offer(self, sub: UserSubscription, frames: list[bytes]) -> None:
-        """A batch with the stream's token on its last frame; a full buffer ends the stream."""
-        frames[-1] = sse.tag(frames[-1], sub.token)
-        self._count("frames", len(frames))
-        if not sub.offer(frames):
-            self.unsubscribe_user(sub, fell_behind=True)
-            self._count("slow_drops", 1)
-            logger.info("dropped a slow /events subscriber (buffer full)")

@@ -13,7 +13,7 @@ or below the cursor already given is dropped, so nothing is missed or repeated.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 
 from . import db, history, replica
 from .listener import Listener
@@ -52,21 +52,41 @@ class Feed:
         since: int | None,
         viewer: Viewer = Viewer.ANONYMOUS,
         member: int | None = None,
+        *,
+        authorize: Callable[[], Awaitable[object]] | None = None,
     ) -> Feed:
         """Subscribe, then read the first page of the log after ``since`` (with a replica:
         check the cursor here, and let ``batches`` read the replay from the replica).
 
         ``since=None`` means "from now": the room's current cursor, with nothing to replay.
         ``member``: the signed-in user holding the stream (presence), None if anonymous.
+        ``authorize``: the access check, awaited once subscribed and before anything is
+        read; it raises to refuse. In that order an access change can't fall between the
+        check and the subscription: one committed before the check is what the check
+        reads; the bell of one committed after it finds the stream subscribed and
+        re-checks it (chat/gatekeeper.py). Nothing of a refused room is read, so a refusal
+        tells nothing of its log (not even whether a cursor is ahead of it).
         Raises CursorAhead for a cursor the room has not reached.
+
+        A room this process already carries needs no read at all for an open "from now" or
+        from exactly where its streams stand (``FanOut.handled``): in a reconnect storm,
+        every client that was up to date resumes there.
         """
-        sub = listener.subscribe(room, since or 0, viewer, member)
+        handled = listener.fanout.handled(room)
+        start = handled if handled is not None and since in (None, handled) else None
+        sub = listener.subscribe(room, since or 0 if start is None else start, viewer)
         try:
+            if authorize is not None:
+                await authorize()
+            listener.fanout.attend(sub, member)  # present once allowed in
+            if start is not None:  # nothing to read (FanOut.handled)
+                return cls(listener, sub, history.Page(start, [], False, start), start)
             async with db.connection() as conn:
                 if since is None:  # one index probe, not a page of history to discard
                     # On the primary: "from now" is the primary's now.
                     cursor = await history.current_cursor(conn, room)
                     sub.advance(cursor)
+                    listener.fanout.note_cursor(sub, cursor)
                     return cls(listener, sub, history.Page(cursor, [], False), cursor)
                 fence = await replica.fence()  # after subscribing: see chat/replica.py
                 if fence is None:  # no replica: the first page now, on this connection
@@ -76,6 +96,7 @@ class Feed:
                     # replica from ``batches``, after the open has let this connection go:
                     # waiting for a lagging replica must not hold a primary connection.
                     first, cursor = None, await history.current_cursor(conn, room)
+                listener.fanout.note_cursor(sub, cursor)
             if since > cursor:
                 raise CursorAhead(f"cursor {since} is ahead of room {room!r} (at {cursor})")
         except BaseException:

@@ -77,23 +77,29 @@ async def _open_feed(scope: Scope, slug: str) -> Feed:
     # session. The proxy stands in for the user it will load, hence the cast.
     user = cast(rooms.AnyUser, SimpleLazyObject(lambda: auth.get_user(request)))
     try:
-        # One pooled connection for both reads (db.connection() blocks nest).
-        async with db.connection():
-            # A public room's check is one async query; a private room's runs the ORM rule,
-            # which reads the session and the user: in a thread of this open's own.
-            async with ThreadSensitiveContext():
-                room = await rooms.readable_room_slug(user, slug)
-                # Who holds the stream, for presence and typing (issue 13): a signed-in
-                # visitor's session is read here, once (a private room's check already did).
-                member = (
-                    await rooms.run_and_release(rooms.viewer_id, user)
-                    if session_key is not None
-                    else None
-                )
-            since = sse.parse_cursor(last_event_id(request, scope))
+        since = sse.parse_cursor(last_event_id(request, scope))
+        # One pooled connection for every read (db.connection() blocks nest).
+        # A public room's check is one async query; a private room's runs the ORM rule,
+        # which reads the session and the user: in a thread of this open's own.
+        async with db.connection(), ThreadSensitiveContext():
+            # Who holds the stream, for presence and typing (issue 13): a signed-in
+            # visitor's session is read here, once (a private room's check reuses it).
+            member = (
+                await rooms.run_and_release(rooms.viewer_id, user)
+                if session_key is not None
+                else None
+            )
             # Subscribed before the response's headers go out: a client that sees the 200
-            # and then writes must receive its own write ("from now" means now).
-            return await Feed.open(get_listener(), room, since, Viewer(None, session_key), member)
+            # and then writes must receive its own write ("from now" means now). The access
+            # check runs once subscribed, before any read (Feed.open).
+            return await Feed.open(
+                get_listener(),
+                slug,
+                since,
+                Viewer(None, session_key),
+                member,
+                authorize=lambda: rooms.readable_room_slug(user, slug),
+            )
     except rooms.RoomNotFound as exc:
         raise Refused(404, str(exc)) from None
     except rooms.NotAllowed as exc:

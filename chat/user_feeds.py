@@ -3,7 +3,7 @@ read by snapshot for all of them.
 
 Upstream:   chat/relay.py hands over each batch of bells (``on_batch``), its reconnects
             (``catch_up``) and the periodic sweep; chat/user_stream.py registers streams.
-Downstream: chat/fanout.py ``UserFanOut`` (frames, ``room.joined`` / ``room.left`` /
+Downstream: chat/user_fanout.py ``UserFanOut`` (frames, ``room.joined`` / ``room.left`` /
             ``room.read`` events, closing streams whose session ended).
 On failure: a read or a check that fails drops the listener's connection; on reconnect,
             ``catch_up`` reads everything after the last position it reached and re-derives
@@ -30,10 +30,10 @@ from asgiref.sync import sync_to_async
 
 from . import db, log_by_snapshot, rooms, sse
 from .events import Bell
-from .fanout import UserFanOut
 from .position import Position, Snapshot
 from .presence import Presence
 from .subscription import Viewer
+from .user_fanout import UserFanOut
 from .user_subscription import UserSubscription
 
 logger = logging.getLogger("pgchat.user_feeds")

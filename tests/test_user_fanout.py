@@ -1,4 +1,4 @@
-"""The /events fan-out without I/O (chat/fanout.py ``UserFanOut``): what a batch offers each
+"""The /events fan-out without I/O (chat/user_fanout.py ``UserFanOut``): what a batch offers each
 user stream, where its token goes, a client token from a worker further ahead, overflow."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ import collections
 
 from chat import sse
 from chat.events import ChatEvent
-from chat.fanout import UserFanOut
 from chat.log_by_snapshot import Transaction, Window
 from chat.position import Snapshot, decode
 from chat.subscription import Subscription, Viewer
+from chat.user_fanout import UserFanOut
 
 
 def event(room: str, seq: int, text: str) -> ChatEvent:
