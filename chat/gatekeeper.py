@@ -16,6 +16,15 @@ Here is only which streams to ask about, and who their viewers are now: a stream
 anyone may read needs no user at all; for the others, the session that opened the stream is
 resolved once through Django's own session store and auth backend, then cached per session
 key (a key never changes hands; log-in cycles it, log-out deletes it).
+
+Opens ask here too (``admit``), once subscribed (chat/feed.py). A room the rule let anyone
+read is remembered until the next access bell, reconnect or sweep, so an open storm on a
+public room costs no query. That is safe because of the order: a remembered answer was
+read after its open subscribed, and is kept only if no access bell was handled meanwhile;
+the bell of any later change finds every stream subscribed until it is handled, the ones
+admitted from memory included, and forgets the room before any later open is admitted. A
+bell missed while the listener was away is covered by the reconnect, which forgets
+everything and re-checks every stream before it hands out anything.
 """
 
 from __future__ import annotations
@@ -38,12 +47,15 @@ class Gatekeeper:
 
     def __init__(self) -> None:
         self._session_users: dict[str, int | None] = {}  # session key -> user id (None: anon)
+        self._public: set[str] = set()  # rooms the rule let anyone read, as an open found
+        self._forgotten = 0  # how many times _public was forgotten (every access change)
 
     def concerned(
         self, bell: Bell, subscriptions: Callable[..., list[Subscription]]
     ) -> list[Subscription]:
         """The open streams whose access an access bell may have changed, of those
         ``subscriptions(room)`` (or ``subscriptions()``, every room's) lists."""
+        self._forget_public()  # in the tick that lists the streams: later opens ask again
         if bell.kind == "access":
             return subscriptions(bell.room or "")
         if bell.kind == "user" and bell.user is not None:
@@ -58,8 +70,25 @@ class Gatekeeper:
             del self._session_users[key]
 
     def forget_all(self) -> None:
-        """For the periodic sweep: resolve every session again (expiry, a missed bell)."""
+        """For the periodic sweep and a reconnect: resolve every session again (expiry, a
+        missed bell), and ask the rule again for every room."""
         self._session_users.clear()
+        self._forget_public()
+
+    def _forget_public(self) -> None:
+        self._public.clear()
+        self._forgotten += 1
+
+    async def admit(self, user: rooms.AnyUser, slug: str) -> None:
+        """An open's access check, awaited once its stream is subscribed (chat/feed.py);
+        raises rooms.RoomNotFound. A room anyone may read is asked about once until the
+        next access change (see the module's docstring for why that is safe)."""
+        if slug in self._public:
+            return
+        forgotten = self._forgotten
+        anyone = await rooms.readable_by(user, slug)
+        if anyone and forgotten == self._forgotten:  # no access bell handled meanwhile
+            self._public.add(slug)
 
     def forget_sessions_except(self, live: Iterable[str]) -> None:
         """Drop cached sessions no open stream holds any more (keeps the cache bounded)."""

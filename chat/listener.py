@@ -35,6 +35,7 @@ from .bell_batches import BellBatches
 from .conversation_feeds import ConversationFeeds
 from .events import CHANNEL
 from .fanout import FanOut
+from .gatekeeper import Gatekeeper
 from .presence import Presence
 from .relay import Relay
 from .search_feeds import SearchFeeds
@@ -161,6 +162,11 @@ class Listener:
     @property
     def subscriber_count(self) -> int:
         return self.fanout.subscriber_count
+
+    @property
+    def gatekeeper(self) -> Gatekeeper:
+        """Who may read what, for the streams here and for opens (chat/gatekeeper.py)."""
+        return self.relay.gatekeeper
 
     @property
     def last_lag_seconds(self) -> float | None:

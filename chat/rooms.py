@@ -71,18 +71,25 @@ async def readable_room_slug(user: AnyUser, slug: str) -> str:
     server reconnects at once): one async query when anyone may read the room, so a public
     room costs no thread and no session read (pass ``request.user`` lazy, as it is). Only
     otherwise is the user resolved, and the same rule asked again for them."""
+    await readable_by(user, slug)
+    return slug
+
+
+async def readable_by(user: AnyUser, slug: str) -> bool:
+    """``readable_room_slug``'s check, saying who may read the room: True if anyone may,
+    False if this user may (and not anyone); raises RoomNotFound if this user may not."""
     async with db.connection() as conn:
         cur = await conn.execute("SELECT chat_room_readable(%s, NULL)", (slug,))
         row = await cur.fetchone()
     if row is not None and row[0]:
-        return slug
+        return True
     uid = await run_and_release(viewer_id, user)  # the lazy user, in a thread, then released
     if uid is not None:
         async with db.connection() as conn:
             cur = await conn.execute("SELECT chat_room_readable(%s, %s)", (slug, uid))
             row = await cur.fetchone()
         if row is not None and row[0]:
-            return slug
+            return False
     raise RoomNotFound(f"no room {slug!r}")
 
 

@@ -92,13 +92,14 @@ async def _open_feed(scope: Scope, slug: str) -> Feed:
             # Subscribed before the response's headers go out: a client that sees the 200
             # and then writes must receive its own write ("from now" means now). The access
             # check runs once subscribed, before any read (Feed.open).
+            listener = get_listener()
             return await Feed.open(
-                get_listener(),
+                listener,
                 slug,
                 since,
                 Viewer(None, session_key),
                 member,
-                authorize=lambda: rooms.readable_room_slug(user, slug),
+                authorize=lambda: listener.gatekeeper.admit(user, slug),
             )
     except rooms.RoomNotFound as exc:
         raise Refused(404, str(exc)) from None

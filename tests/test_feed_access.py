@@ -1,38 +1,51 @@
-"""chat/feed.py's order at open: subscribe, then check access, then read.
+"""chat/feed.py's order at open: subscribe, then check access, then read; and the check's
+memory of rooms anyone may read (chat/gatekeeper.py ``admit``).
 
 An access check reads a snapshot; a change committed after that snapshot, whose bell the
 listener handles before the open subscribes, would leave a stream the check let in on a
 room it may no longer read. Checked once subscribed, the bell finds the stream and the
-gatekeeper ends it. Here the check is made to lose that race on purpose: it lets the open
+gatekeeper ends it. Here checks are made to lose that race on purpose: they let the open
 in only after the room has been made private and the listener has handled the bell.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
+from django.contrib.auth.models import AnonymousUser
 
+from chat import rooms
 from chat.feed import Feed
 from chat.listener import Listener
 from chat.models import Room
+from chat.rooms import RoomNotFound
 
 from .helpers import DEADLINE, wait_until_async
 from .test_feed import Connection, batches_of, conn, insert, listener, make_listener
+from .test_feed_handled import pool_held
 
-__all__ = ["conn", "listener", "make_listener"]  # fixtures, used by name
+__all__ = ["conn", "listener", "make_listener", "pool_held"]  # fixtures, used by name
+
+
+async def make_private(conn: Connection, listener: Listener, room: Room, *, ending: int) -> None:
+    """Commit the change and wait until the listener has handled its bell (``ending``
+    streams of the room ended by it)."""
+    revoked = listener.stats["revoked"]
+    await conn.execute("UPDATE chat_room SET is_private = true WHERE slug = %s", (room.slug,))
+    await wait_until_async(
+        lambda: listener.stats["revoked"] >= revoked + ending, what="the bell handled"
+    )
 
 
 async def test_an_access_change_during_the_check_ends_the_stream(
     listener: Listener, conn: Connection, room: Room
 ) -> None:
-    revoked = listener.stats["revoked"]
-
     async def check_that_read_before_the_change() -> None:
-        await conn.execute("UPDATE chat_room SET is_private = true WHERE slug = %s", (room.slug,))
         # The listener handles the access bell while this check is still "reading": it
         # must find the stream already subscribed, and end it.
-        await wait_until_async(lambda: listener.stats["revoked"] > revoked, what="a revocation")
+        await make_private(conn, listener, room, ending=1)
 
     feed = await Feed.open(listener, room.slug, None, authorize=check_that_read_before_the_change)
     batches = batches_of(feed)
@@ -57,3 +70,57 @@ async def test_a_refused_open_reads_nothing_and_holds_nothing(
     with pytest.raises(Refused):
         await Feed.open(listener, room.slug, 10**9, authorize=refuse)  # far ahead of the log
     assert listener.fanout.subscriptions(room.slug) == []
+
+
+# -- rooms anyone may read, remembered until an access change (Gatekeeper.admit) ----------
+
+
+def admit(listener: Listener, room: Room) -> Callable[[], Awaitable[None]]:
+    """The stream's check for an anonymous visitor, as chat/stream.py passes it."""
+    return lambda: listener.gatekeeper.admit(AnonymousUser(), room.slug)
+
+
+async def test_a_public_room_is_asked_about_once_until_an_access_change(
+    listener: Listener, conn: Connection, room: Room,
+    pool_held: Callable[[], Awaitable[None]],
+) -> None:  # fmt: skip
+    first = await Feed.open(listener, room.slug, None, authorize=admit(listener, room))
+    await pool_held()  # from here on, an open that asked the database would wait forever
+    async with asyncio.timeout(DEADLINE):
+        second = await Feed.open(listener, room.slug, None, authorize=admit(listener, room))
+    assert listener.fanout.subscriptions(room.slug) != []
+    first.close()
+    second.close()
+
+
+async def test_an_access_change_makes_the_next_open_ask_again(
+    listener: Listener, conn: Connection, room: Room
+) -> None:
+    watcher = await Feed.open(listener, room.slug, None, authorize=admit(listener, room))
+    await make_private(conn, listener, room, ending=1)
+    assert listener.fanout.subscriptions(room.slug) == []
+    with pytest.raises(RoomNotFound):
+        await Feed.open(listener, room.slug, None, authorize=admit(listener, room))
+    watcher.close()
+
+
+async def test_an_answer_read_before_an_access_change_is_not_remembered(
+    listener: Listener, conn: Connection, room: Room, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check reads "anyone may read it", then the room is made private and its bell
+    handled before the check returns: that open is ended by the bell, and the answer must
+    not admit the next open."""
+    real = rooms.readable_by
+
+    async def readable_then_made_private(user: rooms.AnyUser, slug: str) -> bool:
+        anyone = await real(user, slug)
+        await make_private(conn, listener, room, ending=1)  # ends this very open's stream
+        return anyone
+
+    monkeypatch.setattr(rooms, "readable_by", readable_then_made_private)
+    racing = await Feed.open(listener, room.slug, None, authorize=admit(listener, room))
+    monkeypatch.setattr(rooms, "readable_by", real)
+    assert listener.fanout.subscriptions(room.slug) == []
+    with pytest.raises(RoomNotFound):
+        await Feed.open(listener, room.slug, None, authorize=admit(listener, room))
+    racing.close()
