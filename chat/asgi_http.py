@@ -78,7 +78,8 @@ def session_key(request: HttpRequest) -> str | None:
 def last_event_id(request: HttpRequest, scope: Scope) -> str | None:
     """The header is newer than the query: the browser sends it on each reconnect, while the
     URL keeps the position the page was rendered with."""
-    return request.headers.get("Last-Event-ID") or query(scope).get("last_event_id")
+    # META, not request.headers: that builds a mapping of every header, per open.
+    return request.META.get("HTTP_LAST_EVENT_ID") or query(scope).get("last_event_id")
 
 
 async def close_on_disconnect(receive: Receive, feed: Closable) -> None:

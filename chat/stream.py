@@ -31,7 +31,7 @@ from django.contrib import auth
 from django.urls import get_script_prefix
 from django.utils.functional import SimpleLazyObject
 
-from . import asgi_http, db, rooms, sse
+from . import asgi_http, rooms, sse
 from .asgi_http import (
     DATABASE_DOWN,
     END,
@@ -78,10 +78,11 @@ async def _open_feed(scope: Scope, slug: str) -> Feed:
     user = cast(rooms.AnyUser, SimpleLazyObject(lambda: auth.get_user(request)))
     try:
         since = sse.parse_cursor(last_event_id(request, scope))
-        # One pooled connection for every read (db.connection() blocks nest).
-        # A public room's check is one async query; a private room's runs the ORM rule,
-        # which reads the session and the user: in a thread of this open's own.
-        async with db.connection(), ThreadSensitiveContext():
+        # No pooled connection is taken up front: in a storm most opens read nothing
+        # (Feed.open, Gatekeeper.admit), and each read takes one when it needs it. A
+        # private room's check runs the ORM rule, which reads the session and the user:
+        # in a thread of this open's own.
+        async with ThreadSensitiveContext():
             # Who holds the stream, for presence and typing (issue 13): a signed-in
             # visitor's session is read here, once (a private room's check reuses it).
             member = (
