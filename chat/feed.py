@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 
-from . import db, history, replica
+from . import db, history, replica, rooms
 from .listener import Listener
 from .sse import EPHEMERAL, Frame, encode
 from .subscription import Subscription, Viewer
@@ -37,8 +37,14 @@ class Feed:
         first: history.Page | None,
         since: int,
         fence: replica.Fence | None = None,
+        *,
+        reader: history.Reader | None = None,
+        member: int | None = None,
     ):
         self._listener, self._sub, self._page, self.cursor = listener, sub, first, since
+        # Who the read rule is asked about with every page of a replay (None: not asked,
+        # for the operator's CLI), and who holds the stream (presence), for a resubscribe.
+        self._reader, self._member = reader, member
         # Where the primary stood when ``sub`` subscribed: the replica must have replayed
         # that far before it may answer this feed's replay (chat/replica.py).
         self._fence = fence
@@ -53,19 +59,23 @@ class Feed:
         viewer: Viewer = Viewer.ANONYMOUS,
         member: int | None = None,
         *,
-        authorize: Callable[[], Awaitable[object]] | None = None,
+        authorize: Callable[[bool], Awaitable[object]] | None = None,
     ) -> Feed:
         """Subscribe, then read the first page of the log after ``since`` (with a replica:
         check the cursor here, and let ``batches`` read the replay from the replica).
 
         ``since=None`` means "from now": the room's current cursor, with nothing to replay.
         ``member``: the signed-in user holding the stream (presence), None if anonymous.
-        ``authorize``: the access check, awaited once subscribed and before anything is
-        read; it raises to refuse. In that order an access change can't fall between the
-        check and the subscription: one committed before the check is what the check
-        reads; the bell of one committed after it finds the stream subscribed and
-        re-checks it (chat/gatekeeper.py). Nothing of a refused room is read, so a refusal
-        tells nothing of its log (not even whether a cursor is ahead of it).
+        ``authorize(replays)``: the access check, awaited once subscribed and before
+        anything is read; it raises to refuse. ``replays`` says whether the open goes on to
+        read messages of the log (a check may answer from memory only when not). In that
+        order an access change can't fall between the check and the subscription: one
+        committed before the check is what the check reads; the bell of one committed after
+        it finds the stream subscribed and re-checks it (chat/gatekeeper.py). And every
+        page a replay reads asks the rule again in its own snapshot, so no message written
+        after an access change is read for a viewer it shut out. Nothing of a refused room
+        is read, so a refusal tells nothing of its log (not even whether a cursor is ahead
+        of it).
         Raises CursorAhead for a cursor the room has not reached.
 
         A room this process already carries needs no read at all for an open "from now" or
@@ -74,23 +84,30 @@ class Feed:
         """
         handled = listener.fanout.handled(room)
         start = handled if handled is not None and since in (None, handled) else None
+        # Every page of a replay asks the rule again, in its own snapshot: the check above
+        # may have read before an access change, and a page after it (chat/history.py).
+        reader = None if authorize is None else history.Reader(member)
         sub = listener.subscribe(room, since or 0 if start is None else start, viewer)
         try:
             if authorize is not None:
-                await authorize()
+                await authorize(start is None and since is not None)
             listener.fanout.attend(sub, member)  # present once allowed in
             if start is not None:  # nothing to read (FanOut.handled)
-                return cls(listener, sub, history.Page(start, [], False, start), start)
+                page = history.Page(start, [], False, start)
+                return cls(listener, sub, page, start, reader=reader, member=member)
             async with db.connection() as conn:
                 if since is None:  # one index probe, not a page of history to discard
                     # On the primary: "from now" is the primary's now.
                     cursor = await history.current_cursor(conn, room)
                     sub.advance(cursor)
                     listener.fanout.note_cursor(sub, cursor)
-                    return cls(listener, sub, history.Page(cursor, [], False), cursor)
+                    page = history.Page(cursor, [], False)
+                    return cls(listener, sub, page, cursor, reader=reader, member=member)
                 fence = await replica.fence()  # after subscribing: see chat/replica.py
                 if fence is None:  # no replica: the first page now, on this connection
-                    first = await history.changes_after(conn, room, since)
+                    first = await history.changes_after(conn, room, since, reader=reader)
+                    if not first.allowed:  # access changed since the check: refused
+                        raise rooms.RoomNotFound(f"no room {room!r}")
                     cursor = first.cursor
                 else:  # the cursor checked here (one index probe); the replay reads the
                     # replica from ``batches``, after the open has let this connection go:
@@ -102,7 +119,7 @@ class Feed:
         except BaseException:
             listener.unsubscribe(sub)
             raise
-        return cls(listener, sub, first, since, fence)
+        return cls(listener, sub, first, since, fence, reader=reader, member=member)
 
     async def batches(self) -> AsyncGenerator[list[Frame] | None, None]:
         """Frames in cursor order, several at a time; None when the listener's heartbeat
@@ -127,9 +144,10 @@ class Feed:
                             yield fresh
                 if self._closed or not self._sub.fell_behind:
                     return
-                # Dropped as slow: subscribe again first, then read what we missed.
+                # Dropped as slow: subscribe again first, then read what we missed (each
+                # page asks the rule: an access bell rung meanwhile found no subscription).
                 self._sub = self._listener.subscribe(
-                    self._sub.room, self.cursor, self._sub.viewer, self._sub.member
+                    self._sub.room, self.cursor, self._sub.viewer, self._member
                 )
                 self._fence = await replica.fence()  # a new subscription, a new fence
         finally:
@@ -151,7 +169,12 @@ class Feed:
         while True:
             if page is None:
                 async with replica.reading(self._fence) as conn:
-                    page = await history.changes_after(conn, self._sub.room, self.cursor)
+                    page = await history.changes_after(
+                        conn, self._sub.room, self.cursor, reader=self._reader
+                    )
+            if not page.allowed:  # the viewer lost access: the stream ends here
+                self.close()
+                return
             if page.rows:
                 yield [encode(event) for event in page.rows]
             self.cursor = max(self.cursor, page.last_seq)

@@ -79,11 +79,13 @@ class Gatekeeper:
         self._public.clear()
         self._forgotten += 1
 
-    async def admit(self, user: rooms.AnyUser, slug: str) -> None:
+    async def admit(self, user: rooms.AnyUser, slug: str, *, remembered: bool = True) -> None:
         """An open's access check, awaited once its stream is subscribed (chat/feed.py);
         raises rooms.RoomNotFound. A room anyone may read is asked about once until the
-        next access change (see the module's docstring for why that is safe)."""
-        if slug in self._public:
+        next access change (see the module's docstring for why that is safe), for opens
+        that read no messages (``remembered``): an open that replays reads the log itself,
+        before any bell could end it, and its pages ask the rule in their own snapshot."""
+        if remembered and slug in self._public:
             return
         forgotten = self._forgotten
         anyone = await rooms.readable_by(user, slug)

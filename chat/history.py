@@ -38,18 +38,29 @@ class Page(NamedTuple):
     # The last log entry read, event or not: a page of creates of messages hard-deleted
     # since yields no event, yet the reader must move past it.
     last_seq: int = 0
+    # The read rule for the reader, in the same snapshot as the rows (``changes_after``'s
+    # ``reader``); when False, no row of the room was read.
+    allowed: bool = True
+
+
+class Reader(NamedTuple):
+    """Who reads a replay, for the read rule (chat_room_readable): a user, or None for an
+    anonymous visitor."""
+
+    user_id: int | None
 
 
 # -- queries -----------------------------------------------------------------------------
 
 _CHANGES_AFTER = """
     SELECT cur.cursor, c.seq, c.op, c.message_id, chat_message_json(m)::text,
-           chat_iso(c.created_at), c.emoji, c.reactor
-    FROM (SELECT coalesce(max(seq), 0) AS cursor
+           chat_iso(c.created_at), c.emoji, c.reactor, cur.allowed
+    FROM (SELECT coalesce(max(seq), 0) AS cursor,
+                 NOT %(check)s OR chat_room_readable(%(room)s, %(viewer)s::bigint) AS allowed
           FROM chat_messagechange WHERE room_id = %(room)s) AS cur
     LEFT JOIN LATERAL (
         SELECT * FROM chat_messagechange
-        WHERE room_id = %(room)s AND seq > %(after)s
+        WHERE room_id = %(room)s AND seq > %(after)s AND cur.allowed
         ORDER BY seq LIMIT %(limit)s
     ) AS c ON true
     LEFT JOIN chat_chatmessage m ON m.id = c.message_id
@@ -118,16 +129,30 @@ _SOME_MESSAGES = (
 
 
 async def changes_after(
-    conn: psycopg.AsyncConnection[Any], room: str, after: int, limit: int = REPLAY_BATCH
+    conn: psycopg.AsyncConnection[Any],
+    room: str,
+    after: int,
+    limit: int = REPLAY_BATCH,
+    *,
+    reader: Reader | None = None,
 ) -> Page:
-    """The room's cursor and up to ``limit`` changes with a cursor above ``after``, in order."""
-    cur = await conn.execute(_CHANGES_AFTER, {"room": room, "after": after, "limit": limit})
+    """The room's cursor and up to ``limit`` changes with a cursor above ``after``, in order.
+
+    With a ``reader``, only if the read rule lets them read the room in the same snapshot
+    (``Page.allowed``): a check made before the read, however recent, can't rule out an
+    access change committed in between and the messages written after it."""
+    check, viewer = (False, None) if reader is None else (True, reader.user_id)
+    cur = await conn.execute(
+        _CHANGES_AFTER,
+        {"room": room, "after": after, "limit": limit, "check": check, "viewer": viewer},
+    )
     rows = await cur.fetchall()
     cursor = int(rows[0][0]) if rows else 0
+    allowed = bool(rows[0][-1]) if rows else True
     scanned = [row for row in rows if row[1] is not None]
-    events = [event for _, *row in scanned if (event := event_of(room, *row)) is not None]
+    events = [event for _, *row, _ in scanned if (event := event_of(room, *row)) is not None]
     last_seq = scanned[-1][1] if scanned else after
-    return Page(cursor, events, len(scanned) >= limit, last_seq)
+    return Page(cursor, events, len(scanned) >= limit, last_seq, allowed)
 
 
 async def current_cursor(conn: psycopg.AsyncConnection[Any], room: str) -> int:

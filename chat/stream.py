@@ -100,7 +100,9 @@ async def _open_feed(scope: Scope, slug: str) -> Feed:
                 since,
                 Viewer(None, session_key),
                 member,
-                authorize=lambda: listener.gatekeeper.admit(user, slug),
+                authorize=lambda replays: listener.gatekeeper.admit(
+                    user, slug, remembered=not replays
+                ),
             )
     except rooms.RoomNotFound as exc:
         raise Refused(404, str(exc)) from None
