@@ -77,10 +77,11 @@ _CHANGES_AFTER_EACH = """
     SELECT c.room_id, c.seq, c.op, c.message_id,
            (SELECT chat_message_json(m)::text FROM chat_chatmessage m WHERE m.id = c.message_id),
            chat_iso(c.created_at), c.emoji, c.reactor
-    FROM unnest(%s::text[], %s::bigint[]) AS want(room, after)
+    FROM unnest(%s::text[], %s::bigint[], %s::bigint[]) AS want(room, after, upto)
     CROSS JOIN LATERAL (
         SELECT * FROM chat_messagechange
         WHERE room_id = want.room AND seq > want.after
+          AND seq <= coalesce(want.upto, 9223372036854775807)
         ORDER BY seq
     ) AS c
     ORDER BY c.room_id, c.seq
@@ -123,6 +124,11 @@ _AROUND = """
 """
 
 _CURSOR = "SELECT coalesce(max(seq), 0) FROM chat_messagechange WHERE room_id = %s"
+_CURSORS = """
+    SELECT want.room,
+           (SELECT coalesce(max(seq), 0) FROM chat_messagechange WHERE room_id = want.room)
+    FROM unnest(%s::text[]) AS want(room)
+"""
 _SOME_MESSAGES = (
     "SELECT m.id, chat_message_json(m)::text FROM chat_chatmessage m WHERE m.id = ANY(%s)"
 )
@@ -163,14 +169,27 @@ async def current_cursor(conn: psycopg.AsyncConnection[Any], room: str) -> int:
 
 
 async def changes_after_each(
-    conn: psycopg.AsyncConnection[Any], positions: dict[str, int]
+    conn: psycopg.AsyncConnection[Any],
+    positions: dict[str, int],
+    upto: dict[str, int | None] | None = None,
 ) -> list[ChatEvent]:
-    """For the listener's catch-up: changes after a position in each room, one query."""
+    """For the listener: changes after a position in each room, up to ``upto[room]`` when
+    given (the listener reads no further than its bells rang: a change past them may come
+    after an access change whose bell is not handled yet), one query."""
     if not positions:
         return []
     rooms, afters = zip(*positions.items(), strict=True)
-    cur = await conn.execute(_CHANGES_AFTER_EACH, (list(rooms), list(afters)))
+    uptos = [(upto or {}).get(room) for room in rooms]
+    cur = await conn.execute(_CHANGES_AFTER_EACH, (list(rooms), list(afters), uptos))
     return [event for row in await cur.fetchall() if (event := event_of(*row)) is not None]
+
+
+async def cursors(conn: psycopg.AsyncConnection[Any], rooms: list[str]) -> dict[str, int]:
+    """Each room's latest cursor, in one snapshot."""
+    if not rooms:
+        return {}
+    cur = await conn.execute(_CURSORS, (rooms,))
+    return {room: int(seq) for room, seq in await cur.fetchall()}
 
 
 async def recent_messages(

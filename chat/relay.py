@@ -68,8 +68,11 @@ class Relay:
         of the outage is handed out. All it misses is what came before its change, which
         it could not have resumed anyway (a reopen is refused)."""
         self.gatekeeper.forget_all()
+        # What the log held before the re-check is all that is read here: a change after
+        # it rang a bell (LISTEN is up), handled in commit order with any access bell.
+        upto: dict[str, int | None] = dict(await history.cursors(conn, self.fanout.rooms))
         await self._recheck(conn, self.fanout.subscriptions())
-        events = await self._read_and_publish(conn, self.fanout.rooms)
+        events = await self._read_and_publish(conn, upto)
         if events:
             logger.info("caught up %d events", events)
         await self.users.catch_up(conn)
@@ -78,13 +81,16 @@ class Relay:
 
     async def deliver(self, conn: psycopg.AsyncConnection[Any], payloads: list[str]) -> None:
         """Ring the batch's bells in commit order: message bells gather the rooms to read
-        from the log (one query for all of them); an access bell first publishes what was
-        gathered (committed before the change, so still theirs to see), then re-checks the
-        streams it concerns before anything later is published."""
+        from the log (one query for all of them), each up to the highest seq its bells
+        rang; an access bell first publishes what was gathered (committed before the
+        change, so still theirs to see), then re-checks the streams it concerns before
+        anything later is published. Reading no further than the bells is what keeps a
+        change committed after an access change, and read before its bell was handled,
+        from reaching a stream that lost access."""
         bells = [bell for payload in payloads if (bell := self._parse(payload)) is not None]
         await self.users.on_batch(conn, bells)  # GET /events: chat/user_feeds.py
         await self.searches.on_batch(conn, bells)  # GET /search/events: chat/search_feeds.py
-        rooms: dict[str, None] = {}  # rooms to read, in order of their first bell
+        rooms: dict[str, int | None] = {}  # room -> up to where to read (None: no limit)
         ephemeral: list[Bell] = []  # typing and presence bells since the last message bell
         latest_at: float | None = None
         for bell in bells:
@@ -92,7 +98,7 @@ class Relay:
                 continue  # an access change: a removal rings its own access bell
             if bell.kind in EPHEMERAL_KINDS:  # never in the log: chat/conversation_feeds.py
                 if rooms:  # in commit order with the messages around them
-                    await self._read_and_publish(conn, list(rooms))
+                    await self._read_and_publish(conn, rooms)
                     rooms.clear()
                 ephemeral.append(bell)
                 continue
@@ -103,14 +109,19 @@ class Relay:
                 assert bell.room is not None  # Bell.from_payload checks it
                 # The seq hint only ever saves a read; a forged one can't skip a real bell.
                 if self.fanout.wants(bell.room, bell.seq):
-                    rooms[bell.room] = None
+                    # Up to the highest seq the room's bells rang; a bell without one (not
+                    # one of our triggers') reads to the end.
+                    if bell.seq is None or (bell.room in rooms and rooms[bell.room] is None):
+                        rooms[bell.room] = None
+                    else:
+                        rooms[bell.room] = max(rooms.get(bell.room) or 0, bell.seq)
                     latest_at = bell.at if bell.at is not None else latest_at
                 continue
-            await self._read_and_publish(conn, list(rooms))
+            await self._read_and_publish(conn, rooms)
             rooms.clear()
             await self._recheck(conn, self.gatekeeper.concerned(bell, self.fanout.subscriptions))
         if rooms:
-            await self._read_and_publish(conn, list(rooms))
+            await self._read_and_publish(conn, rooms)
             self._observe_lag(latest_at)
         if ephemeral:
             await self.conversation.on_batch(conn, ephemeral)
@@ -127,14 +138,17 @@ class Relay:
             key for sub in self.fanout.subscriptions() if (key := sub.viewer.session_key)
         )
 
-    async def _read_and_publish(self, conn: psycopg.AsyncConnection[Any], rooms: list[str]) -> int:
-        """Read what the log holds past what each room's streams were given; publish it."""
-        positions = self.fanout.positions(rooms)
+    async def _read_and_publish(
+        self, conn: psycopg.AsyncConnection[Any], upto: dict[str, int | None]
+    ) -> int:
+        """Read what the log holds past what each room's streams were given, up to
+        ``upto[room]``; publish it."""
+        positions = self.fanout.positions(list(upto))
         if not positions:
             return 0
         self._count("log_reads")
         self.bells.read()  # under load, the next batch waits its turn (chat/bell_batches.py)
-        events = await history.changes_after_each(conn, positions)
+        events = await history.changes_after_each(conn, positions, upto)
         for event in events:
             self.fanout.publish(event)
         return len(events)
