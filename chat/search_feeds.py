@@ -52,7 +52,9 @@ REPLAY_MATCHES = 200  # matches per page of a replay
 
 # The creations made visible between ``since`` (its xmax and in-flight ids) and ``target``
 # (NULL: this statement's own snapshot, returned with the rows) that match a saved search,
-# in rooms its viewer may read now, not deleted; ``after``: a replay page's start. Ordered by
+# in rooms its viewer may read now, for a session still live in that same snapshot (a match
+# committed after a log-out must not reach the stream the log-out's bell has yet to end),
+# not deleted; ``after``: a replay page's start. Ordered by
 # cursor: within a room that is commit order. ``found`` first matches each message against
 # each distinct query; only matches meet the read rule and the headline.
 MATCHES = f"""
@@ -65,7 +67,7 @@ MATCHES = f"""
           AND pg_visible_in_snapshot(c.txid, snap.target)
     ), saved AS (
         SELECT * FROM unnest(%(subs)s::int[], %(queries)s::text[], %(viewers)s::bigint[],
-                             %(rooms)s::text[]) AS s(sub, q, viewer, room)
+                             %(rooms)s::text[], %(keys)s::text[]) AS s(sub, q, viewer, room, key)
     ), queries AS (
         SELECT q, websearch_to_tsquery(chat_search_config(), q) AS tsq FROM saved GROUP BY q
     ), found AS MATERIALIZED (
@@ -76,6 +78,8 @@ MATCHES = f"""
     ), hits AS (
         SELECT f.*, s.sub FROM found f JOIN saved s ON s.q = f.q
         WHERE (s.room IS NULL OR s.room = f.room_id) AND chat_room_readable(f.room_id, s.viewer)
+          AND (s.key IS NULL OR EXISTS (SELECT FROM django_session d
+                                        WHERE d.session_key = s.key AND d.expire_date > now()))
         ORDER BY f.seq, s.sub
         LIMIT %(limit)s
     )
@@ -122,6 +126,7 @@ async def matches(
         "queries": [sub.query for sub in subs],
         "viewers": [sub.viewer.user_id for sub in subs],
         "rooms": [sub.room for sub in subs],
+        "keys": [sub.viewer.session_key for sub in subs],
     }
     cur = await conn.execute(MATCHES, params)
     rows = await cur.fetchall()

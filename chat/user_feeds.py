@@ -21,8 +21,9 @@ committed after the change can reach the stream.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, Protocol, TypeVar
 
 import psycopg
@@ -30,6 +31,7 @@ from asgiref.sync import sync_to_async
 
 from . import db, log_by_snapshot, rooms, sse
 from .events import Bell
+from .log_by_snapshot import Window
 from .position import Position, Snapshot
 from .presence import Presence
 from .subscription import Viewer
@@ -42,6 +44,13 @@ logger = logging.getLogger("pgchat.user_feeds")
 _ROOMS_OF = """
     SELECT m.user_id, m.room_id FROM chat_room_members m
     WHERE m.user_id = ANY(%s::bigint[]) AND chat_room_readable(m.room_id, m.user_id)
+"""
+# Of these (user, room) pairs, those still joined and readable: _ROOMS_OF for given pairs.
+_STILL_CARRIED = """
+    SELECT w.user_id, w.room_id FROM unnest(%s::bigint[], %s::text[]) AS w(user_id, room_id)
+    WHERE EXISTS (SELECT FROM chat_room_members m
+                  WHERE m.user_id = w.user_id AND m.room_id = w.room_id)
+      AND chat_room_readable(w.room_id, w.user_id)
 """
 _LIVE_SESSIONS = """
     SELECT k FROM unnest(%s::text[]) AS k
@@ -159,9 +168,35 @@ class UserFeeds:
             return
         self._count("log_reads", 1)
         previous = self._position
-        window = await log_by_snapshot.changes_since(conn, previous, self.fanout.rooms)
+        async with one_snapshot(conn):
+            window = await log_by_snapshot.changes_since(conn, previous, self.fanout.rooms)
+            await self._recheck_window(conn, window)
         self._position = window.target
         self.fanout.publish_window(window, previous)
+
+    async def _recheck_window(self, conn: psycopg.AsyncConnection[Any], window: Window) -> None:
+        """In the window's own snapshot, the streams it would reach: still signed in, and
+        still joined to and allowed in each room it changes. The read goes up to now, past
+        bells not handled yet: a removal or a log-out among them, and a message after it,
+        are both in the window, and the message must not reach that stream. (What the
+        stream lost in the window is withheld with it: it was leaving anyway.)"""
+        changed = {event.room for tx in window.transactions for event in tx.events}
+        subs = list({s: None for r in changed for s in self.fanout.subscriptions(room=r)})
+        if not subs:
+            return
+        for sub in await signed_out(conn, subs, True, ()):
+            self._end(sub, "its session ended")
+        pairs = [(s.user_id, r) for s in subs if not s.closed for r in sorted(changed & s.rooms)]
+        if not pairs:
+            return
+        users, slugs = zip(*pairs, strict=True)
+        cur = await conn.execute(_STILL_CARRIED, (list(users), list(slugs)))
+        kept = {(user, room) for user, room in await cur.fetchall()}
+        for sub in subs:
+            for room in sorted(changed & sub.rooms):
+                if not sub.closed and (sub.user_id, room) not in kept:
+                    self.fanout.remove_room(sub, room)
+                    self._offer(sub, "room.left", {"room": room})
 
     async def _settle_rooms(self, conn: psycopg.AsyncConnection[Any], users: set[int]) -> None:
         """Make these users' streams carry exactly the rooms they joined and may read."""
@@ -235,6 +270,20 @@ async def signed_out(
         resolved = await sync_to_async(rooms.session_users)(sorted({k for k, _ in mine}))
         lost.update((sub, None) for k, sub in mine if resolved.get(k) != sub.viewer.user_id)
     return list(lost)
+
+
+@contextlib.asynccontextmanager
+async def one_snapshot(conn: psycopg.AsyncConnection[Any]) -> AsyncIterator[None]:
+    """The statements inside read one snapshot (REPEATABLE READ, read only), on a
+    connection in autocommit (the listener's)."""
+    await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(psycopg.Error):
+            await conn.execute("ROLLBACK")
+        raise
+    await conn.execute("COMMIT")
 
 
 async def current_snapshot(conn: psycopg.AsyncConnection[Any]) -> Snapshot:
