@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import itertools
+import json
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -169,3 +170,28 @@ async def session_cookies(base_url: str, username: str) -> dict[str, str]:
     async with httpx.AsyncClient(base_url=base_url, timeout=DEADLINE) as client:
         await log_in(client, username)
         return dict(client.cookies.items())
+
+
+async def bells_rung(
+    db_url: str, statements: Sequence[str], keep: Callable[[dict[str, Any]], bool]
+) -> list[str]:
+    """Run each statement in its own transaction; the payloads of the bells they rang that
+    ``keep`` keeps, heard on a LISTEN of our own (the triggers' own bells), in commit order,
+    up to the message bell of the last INSERT among them."""
+    inserts = sum(statement.lstrip().upper().startswith("INSERT") for statement in statements)
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as listening:
+        await listening.execute("LISTEN chat")
+        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as writer:
+            for statement in statements:
+                await writer.execute(statement)
+        kept: list[str] = []
+        messages = 0
+        async with asyncio.timeout(DEADLINE):
+            async for notify in listening.notifies():
+                bell = json.loads(notify.payload)
+                if keep(bell):
+                    kept.append(notify.payload)
+                    messages += bell.get("kind") == "message"
+                if messages == inserts:
+                    return kept
+    raise AssertionError("unreachable: notifies() ends only with its connection")

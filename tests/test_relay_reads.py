@@ -20,7 +20,7 @@ from chat.history import current_cursor
 from chat.listener import Listener
 from chat.models import Room
 
-from .helpers import DEADLINE
+from .helpers import DEADLINE, bells_rung
 
 Connection = psycopg.AsyncConnection[Any]
 
@@ -32,21 +32,8 @@ async def conn(db_url: str) -> AsyncIterator[Connection]:
 
 
 async def bells_of(db_url: str, room: Room, *statements: str) -> list[str]:
-    """Run each statement in its own transaction; the payloads of the bells of ``room``
-    they rang, in commit order."""
-    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as listening:
-        await listening.execute("LISTEN chat")
-        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as writer:
-            for statement in statements:
-                await writer.execute(statement)
-        payloads: list[str] = []
-        async with asyncio.timeout(DEADLINE):
-            async for notify in listening.notifies():
-                if f'"{room.slug}"' in notify.payload:
-                    payloads.append(notify.payload)
-                if len(payloads) == len(statements):
-                    return payloads
-    raise AssertionError("unreachable")
+    """The bells of ``room`` the statements rang, in commit order."""
+    return await bells_rung(db_url, statements, lambda bell: bell.get("room") == room.slug)
 
 
 def insert(room: Room, text: str) -> str:

@@ -15,7 +15,6 @@ writer would drain it between batches.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -33,7 +32,7 @@ from chat.models import Room
 from chat.subscription import Viewer
 from chat.user_subscription import TokenBuffer
 
-from .helpers import DEADLINE, PASSWORD, unique
+from .helpers import PASSWORD, bells_rung, unique
 
 Connection = psycopg.AsyncConnection[Any]
 
@@ -86,27 +85,17 @@ def log_out(setup: Setup) -> str:
 
 
 async def bells_of(db_url: str, setup: Setup, *statements: str) -> list[str]:
-    """Run each statement in its own transaction; the bells they rang that concern the room
-    or the user (and session bells), in commit order, up to the last message bell."""
-    want_messages = sum(s.startswith("INSERT") for s in statements)
-    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as listening:
-        await listening.execute("LISTEN chat")
-        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as writer:
-            for statement in statements:
-                await writer.execute(statement)
-        payloads: list[str] = []
-        async with asyncio.timeout(DEADLINE):
-            async for notify in listening.notifies():
-                bell = json.loads(notify.payload)
-                if (
-                    bell.get("room") == setup.room.slug
-                    or bell.get("kind") == "sessions"
-                    or (bell.get("kind") == "user" and bell.get("user") == setup.user.pk)
-                ):
-                    payloads.append(notify.payload)
-                if sum('"message"' in p for p in payloads) == want_messages:
-                    return payloads
-    raise AssertionError("unreachable")
+    """The bells the statements rang that concern the room or the user (and session
+    bells), in commit order."""
+    return await bells_rung(
+        db_url,
+        statements,
+        lambda bell: (
+            bell.get("room") == setup.room.slug
+            or bell.get("kind") == "sessions"
+            or (bell.get("kind") == "user" and bell.get("user") == setup.user.pk)
+        ),
+    )
 
 
 async def buffered(sub: TokenBuffer) -> list[str] | None:
