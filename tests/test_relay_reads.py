@@ -10,25 +10,15 @@ batch that stops at the access bell, as a batch boundary can.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Any
-
-import psycopg
-import pytest
 
 from chat.history import current_cursor
 from chat.listener import Listener
 from chat.models import Room
 
 from .helpers import DEADLINE, bells_rung
+from .test_feed import Connection, conn
 
-Connection = psycopg.AsyncConnection[Any]
-
-
-@pytest.fixture
-async def conn(db_url: str) -> AsyncIterator[Connection]:
-    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
-        yield conn
+__all__ = ["conn"]  # a fixture, used by name
 
 
 async def bells_of(db_url: str, room: Room, *statements: str) -> list[str]:

@@ -157,19 +157,29 @@ async def test_events_a_message_after_a_log_out_waits_for_the_log_out(
     assert sub.closed
 
 
-async def test_saved_search_a_match_after_a_member_removal_is_not_given(
-    db_url: str, conn: Connection, read_pool: None, member: Setup
-) -> None:
+async def saved_search_through(
+    db_url: str, conn: Connection, member: Setup, change: str
+) -> tuple[TokenBuffer, list[str], list[str] | None, list[str] | None]:
+    """A saved search of ``member``'s word; "public", ``change``, "SECRET" written; the
+    relay handed the first bell alone, then the rest. The stream, the bells' kinds, and
+    what it held after each batch."""
     listener = Listener(db_url)
     viewer = Viewer(member.user.pk, member.session_key)
     sub, _ = await listener.searches.register(viewer, member.word, None, None)
     bells = await bells_of(
-        db_url, member, insert(member, "public"), remove_member(member), insert(member, "SECRET")
+        db_url, member, insert(member, "public"), change, insert(member, "SECRET")
     )
     await listener.relay.deliver(conn, bells[:1])
     first = await buffered(sub)
     await listener.relay.deliver(conn, bells[1:])
-    second = await buffered(sub)
+    second = None if sub.closed else await buffered(sub)
+    return sub, [json.loads(b)["kind"] for b in bells], first, second
+
+
+async def test_saved_search_a_match_after_a_member_removal_is_not_given(
+    db_url: str, conn: Connection, read_pool: None, member: Setup
+) -> None:
+    _, _, first, second = await saved_search_through(db_url, conn, member, remove_member(member))
     assert "SECRET" not in texts(first) + texts(second)
     # The rule is asked "now" for everything read: "public", committed while still a
     # member, is not given either (withheld, not leaked).
@@ -179,16 +189,8 @@ async def test_saved_search_a_match_after_a_member_removal_is_not_given(
 async def test_saved_search_a_match_after_a_log_out_is_not_given(
     db_url: str, conn: Connection, read_pool: None, member: Setup
 ) -> None:
-    listener = Listener(db_url)
-    viewer = Viewer(member.user.pk, member.session_key)
-    sub, _ = await listener.searches.register(viewer, member.word, None, None)
-    bells = await bells_of(
-        db_url, member, insert(member, "public"), log_out(member), insert(member, "SECRET")
-    )
-    assert [json.loads(b)["kind"] for b in bells] == ["message", "sessions", "message"]
-    await listener.relay.deliver(conn, bells[:1])
-    first = await buffered(sub)
-    await listener.relay.deliver(conn, bells[1:])
+    sub, kinds, first, _ = await saved_search_through(db_url, conn, member, log_out(member))
+    assert kinds == ["message", "sessions", "message"]
     assert sub.closed
     # Batch 1's statement saw the log-out: no match for a session that is gone ("public"
     # withheld too, as for a member removed).
