@@ -45,16 +45,22 @@ _ROOMS_OF = """
     SELECT m.user_id, m.room_id FROM chat_room_members m
     WHERE m.user_id = ANY(%s::bigint[]) AND chat_room_readable(m.room_id, m.user_id)
 """
-# Of these (user, room) pairs, those still joined and readable: _ROOMS_OF for given pairs.
-_STILL_CARRIED = """
-    SELECT w.user_id, w.room_id FROM unnest(%s::bigint[], %s::text[]) AS w(user_id, room_id)
-    WHERE EXISTS (SELECT FROM chat_room_members m
-                  WHERE m.user_id = w.user_id AND m.room_id = w.room_id)
-      AND chat_room_readable(w.room_id, w.user_id)
+_SESSION_LIVE = (
+    "EXISTS (SELECT FROM django_session s WHERE s.session_key = {key} AND s.expire_date > now())"
+)
+_LIVE_SESSIONS = f"""
+    SELECT k FROM unnest(%s::text[]) AS k WHERE {_SESSION_LIVE.format(key="k")}
 """
-_LIVE_SESSIONS = """
-    SELECT k FROM unnest(%s::text[]) AS k
-    WHERE EXISTS (SELECT FROM django_session s WHERE s.session_key = k AND s.expire_date > now())
+# What a window's streams lost, in one statement and normally no row: of these (user, room)
+# pairs, those no longer joined and readable (_ROOMS_OF's condition), then of these session
+# keys, those no longer live (_LIVE_SESSIONS's).
+_LOST = f"""
+    SELECT w.user_id, w.room_id, NULL FROM unnest(%s::bigint[], %s::text[]) AS w(user_id, room_id)
+    WHERE NOT (EXISTS (SELECT FROM chat_room_members m
+                       WHERE m.user_id = w.user_id AND m.room_id = w.room_id)
+               AND chat_room_readable(w.room_id, w.user_id))
+    UNION ALL
+    SELECT NULL, NULL, k FROM unnest(%s::text[]) AS k WHERE NOT {_SESSION_LIVE.format(key="k")}
 """
 _READ_POSITIONS = """
     SELECT rs.user_id, rs.room_id, rs.last_read
@@ -184,17 +190,23 @@ class UserFeeds:
         subs = list({s: None for r in changed for s in self.fanout.subscriptions(room=r)})
         if not subs:
             return
-        for sub in await signed_out(conn, subs, True, ()):
-            self._end(sub, "its session ended")
-        pairs = [(s.user_id, r) for s in subs if not s.closed for r in sorted(changed & s.rooms)]
-        if not pairs:
-            return
-        users, slugs = zip(*pairs, strict=True)
-        cur = await conn.execute(_STILL_CARRIED, (list(users), list(slugs)))
-        kept = {(user, room) for user, room in await cur.fetchall()}
+        pairs = [(s.user_id, r) for s in subs for r in changed & s.rooms]
+        keys = sorted({key for s in subs if (key := s.viewer.session_key) is not None})
+        users, slugs = zip(*pairs, strict=True) if pairs else ((), ())
+        cur = await conn.execute(_LOST, (list(users), list(slugs), keys))
+        lost_rooms: set[tuple[int, str]] = set()
+        gone_keys: set[str] = set()
+        for user, room, key in await cur.fetchall():
+            if key is not None:
+                gone_keys.add(key)
+            else:
+                lost_rooms.add((user, room))
         for sub in subs:
-            for room in sorted(changed & sub.rooms):
-                if not sub.closed and (sub.user_id, room) not in kept:
+            if sub.viewer.session_key in gone_keys:
+                self._end(sub, "its session ended")
+                continue
+            for room in sorted(room for user, room in lost_rooms if user == sub.user_id):
+                if room in sub.rooms:
                     self.fanout.remove_room(sub, room)
                     self._offer(sub, "room.left", {"room": room})
 
